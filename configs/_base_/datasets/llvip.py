@@ -1,0 +1,57 @@
+# LLVIP (visible + infrared pedestrian pairs, 1280x1024). Set data_root only.
+dataset_type = 'LLVIPDataset'
+data_root = 'data/LLVIP/'
+backend_args = None
+
+train_pipeline = [
+    dict(type='LoadRGBTImagePair', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(640, 512), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='PerModality',
+        modality='rgb',
+        transforms=[dict(type='PhotoMetricDistortion')]),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadRGBTImagePair', backend_args=backend_args),
+    dict(type='Resize', scale=(640, 512), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'thermal_path', 'ori_shape',
+                   'img_shape', 'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    batch_sampler=dict(type='AspectRatioBatchSampler'),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img='visible/train', thermal='infrared/train', ann='Annotations'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline=train_pipeline,
+        backend_args=backend_args))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img='visible/test', thermal='infrared/test', ann='Annotations'),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='area')
+test_evaluator = val_evaluator

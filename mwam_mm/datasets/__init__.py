@@ -1,0 +1,11 @@
+from .flir import FLIRAlignedDataset
+from .llvip import LLVIPDataset
+from .m3fd import M3FDDataset
+from .rgbt_det import RGBTDetDataset, parse_voc_xml
+from .synthetic import make_synthetic_rgbt
+from .transforms import *  # noqa: F401,F403
+
+__all__ = [
+    'FLIRAlignedDataset', 'LLVIPDataset', 'M3FDDataset', 'RGBTDetDataset',
+    'parse_voc_xml', 'make_synthetic_rgbt'
+]

@@ -1,0 +1,75 @@
+"""What tools/train.py, tools/test.py and the demo share around mmengine's Runner."""
+import contextlib
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from ..registry_utils import explain_unknown_type
+
+
+def setup_distributed_on_cpu(cfg: Config, launcher: str) -> None:
+    """Let mmengine's ``pytorch`` launcher (torchrun) work without a GPU.
+
+    mmengine 0.10.7 calls ``torch.cuda.set_device`` while initialising a
+    ``pytorch``-launched job and wraps the model with ``device_ids=[LOCAL_RANK]``,
+    both of which fail on a CPU-only machine. Without CUDA this joins the process
+    group itself with the gloo backend (mmengine then skips its own initialisation)
+    and gives the DDP wrapper no device ids. With CUDA it does nothing.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise RuntimeError(f'--launcher {launcher} needs GPUs; on CPU use '
+                           '--launcher pytorch with torchrun (tools/dist_train.sh)')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+
+
+@contextlib.contextmanager
+def explain_registry_errors():
+    """Re-raise mmengine's unknown-type KeyError with the nearest registered names."""
+    try:
+        yield
+    except KeyError as e:
+        message = explain_unknown_type(e)
+        if message is None:
+            raise
+        raise KeyError(message) from None
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
+    """Load a config as tools/train.py does: options, work_dir, launcher."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file {path} not found')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = '0'
+    setup_distributed_on_cpu(cfg, launcher)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    with explain_registry_errors():
+        if 'runner_type' in cfg:
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)

@@ -1,0 +1,3 @@
+from .dual_stream import DualStreamBackbone
+
+__all__ = ['DualStreamBackbone']

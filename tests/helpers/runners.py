@@ -1,0 +1,47 @@
+"""mmengine Runners around the toy model, for hook and checkpoint tests."""
+import torch
+from mmengine.runner import Runner
+
+from tests.helpers.toy import ToyDataset
+
+
+def toy_runner(work_dir, epochs=2, hooks=(), optimizer=None, accumulate=1,
+               resume=False, load_from=None, seed=0, name=None, launcher='none',
+               length=16, clip_grad=None):
+    optimizer = optimizer or dict(type='SGD', lr=0.05, momentum=0.9)
+    return Runner(
+        model=dict(type='ToyRGBTModel'),
+        work_dir=str(work_dir),
+        experiment_name=name,
+        train_dataloader=dict(
+            dataset=ToyDataset(length=length),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            batch_size=4,
+            num_workers=0,
+            collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=True, max_epochs=epochs),
+        optim_wrapper=dict(optimizer=optimizer, accumulative_counts=accumulate,
+                           clip_grad=clip_grad),
+        custom_hooks=list(hooks),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=seed, deterministic=True),
+        resume=resume,
+        load_from=load_from,
+        launcher=launcher,
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        default_scope='mmengine')
+
+
+def params_of(runner):
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def hook_of(runner, cls):
+    return next(h for h in runner.hooks if isinstance(h, cls))
+
+
+def same_params(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,254 @@
+"""MWAMHook driven directly: exact scaling per mode, shared parameters untouched."""
+import copy
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
+
+import mwam_mm  # noqa: F401
+from mwam_mm.engine import MWAMHook
+from tests.helpers.toy import ToyRGBTModel, toy_batch
+
+
+def make_runner(model, optimizer='SGD'):
+    opt_cls = getattr(torch.optim, optimizer)
+    kwargs = dict(lr=0.1, momentum=0.9) if optimizer == 'SGD' else dict(lr=0.01)
+    optim = OptimWrapper(opt_cls(model.parameters(), **kwargs))
+    hub = MessageHub.get_instance(f'toy-{id(model)}')
+    return SimpleNamespace(model=model, optim_wrapper=optim, message_hub=hub)
+
+
+def train_step(hook, runner, batch):
+    if hook is not None:
+        hook.before_train_iter(runner, 0)
+    losses = runner.model(batch, mode='loss')
+    loss = sum(losses.values())
+    runner.optim_wrapper.update_params(loss)
+    if hook is not None:
+        hook.after_train_iter(runner, 0)
+    return losses
+
+
+def branch_params(model, name):
+    return list(model.backbone.streams[name].parameters())
+
+
+def shared_params(model):
+    return list(model.head.parameters())
+
+
+@pytest.fixture
+def twin_models():
+    torch.manual_seed(0)
+    model = ToyRGBTModel()
+    return model, copy.deepcopy(model)
+
+
+def grads_after(model, batch, hook=None, optimizer='SGD'):
+    runner = make_runner(model, optimizer)
+    if hook is not None:
+        hook.before_train(runner)
+        hook.before_train_iter(runner, 0)
+    losses = model(batch, mode='loss')
+    sum(losses.values()).backward()
+    return runner
+
+
+def test_preferred_modality_gets_the_smaller_weight(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook()
+    runner = make_runner(model)
+    hook.before_train(runner)
+    train_step(hook, runner, toy_batch())
+    frm = {k: float(v) for k, v in hook.frm_values.items()}
+    assert frm['rgb'] > frm['thermal']  # smooth RGB vs noisy thermal
+    assert hook.weights['rgb'] < 1.0 < hook.weights['thermal']
+    scalars = runner.message_hub.log_scalars
+    for name in ('rgb', 'thermal'):
+        assert scalars[f'train/mwam_k_{name}'].current() == hook.weights[name]
+        assert scalars[f'train/mwam_frm_{name}'].current() == pytest.approx(frm[name])
+
+
+def test_grad_mode_scales_branch_gradients_by_exactly_k(twin_models):
+    model, reference = twin_models
+    batch = toy_batch()
+    hook = MWAMHook(apply='grad')
+    grads_after(model, batch, hook)
+    grads_after(reference, batch)
+    for name in ('rgb', 'thermal'):
+        k = hook.weights[name]
+        assert k != pytest.approx(1.0)
+        for p, r in zip(branch_params(model, name), branch_params(reference, name)):
+            torch.testing.assert_close(p.grad, r.grad * k, rtol=1e-5, atol=1e-8)
+    for p, r in zip(shared_params(model), shared_params(reference)):
+        torch.testing.assert_close(p.grad, r.grad)  # shared: untouched
+    fusion = list(model.backbone.fusions.parameters())
+    assert fusion == []  # AddFusion: nothing else is shared
+
+
+@pytest.mark.parametrize('optimizer', ['SGD', 'AdamW'])
+def test_update_mode_scales_branch_updates_by_exactly_k(twin_models, optimizer):
+    model, reference = twin_models
+    batch = toy_batch()
+    before = copy.deepcopy(model)
+    hook = MWAMHook(apply='update')
+    runner = make_runner(model, optimizer)
+    hook.before_train(runner)
+    train_step(hook, runner, batch)
+    train_step(None, make_runner(reference, optimizer), batch)
+    for name in ('rgb', 'thermal'):
+        k = hook.weights[name]
+        for p, r, b in zip(branch_params(model, name),
+                           branch_params(reference, name),
+                           branch_params(before, name)):
+            torch.testing.assert_close(p - b, (r - b) * k, rtol=1e-4, atol=1e-7)
+    for p, r in zip(shared_params(model), shared_params(reference)):
+        torch.testing.assert_close(p, r)
+
+
+def test_loss_mode_scales_only_per_modality_losses():
+    torch.manual_seed(0)
+    model = ToyRGBTModel(aux_losses=True)
+    reference = copy.deepcopy(model)
+    batch = toy_batch()
+    hook = MWAMHook(apply='loss')
+    runner = make_runner(model)
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0)
+    scaled = model(batch, mode='loss')
+    plain = reference(batch, mode='loss')
+    torch.testing.assert_close(scaled['loss'], plain['loss'])
+    for name in ('rgb', 'thermal'):
+        torch.testing.assert_close(scaled[f'loss_aux_{name}'],
+                                   plain[f'loss_aux_{name}'] * hook.weights[name])
+    hook.after_train_iter(runner, 0)
+    # outside training iterations the losses are the model's own
+    torch.testing.assert_close(model(batch, mode='loss')['loss_aux_rgb'],
+                               plain['loss_aux_rgb'])
+
+
+def test_hybrid_mode_scales_gradients_and_losses():
+    torch.manual_seed(0)
+    model = ToyRGBTModel(aux_losses=True)
+    hook = MWAMHook(apply='hybrid')
+    assert hook.apply == ('grad', 'loss')
+    runner = make_runner(model)
+    hook.before_train(runner)
+    train_step(hook, runner, toy_batch())
+    assert set(hook.weights) == {'rgb', 'thermal'}
+
+
+def test_loss_mode_without_per_modality_losses_is_a_clear_error(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook(apply='loss')
+    runner = make_runner(model)
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0)
+    with pytest.raises(KeyError, match="end with '_<modality>'"):
+        model(toy_batch(), mode='loss')
+
+
+def test_grad_mode_warns_once_with_an_adaptive_optimizer(twin_models):
+    model, _ = twin_models
+    with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
+        MWAMHook(apply='grad').before_train(make_runner(model, 'AdamW'))
+    warnings = [c for c in log.call_args_list if 'adaptive optimizer' in c.args[0]]
+    assert len(warnings) == 1
+    with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
+        MWAMHook(apply='update').before_train(make_runner(model, 'AdamW'))
+    assert not [c for c in log.call_args_list if 'adaptive' in c.args[0]]
+
+
+def test_non_finite_frm_falls_back_to_weight_one(twin_models):
+    model, reference = twin_models
+    batch = toy_batch()
+    real = mwam_mm.frm.frequency_ratio_metric
+
+    def broken(images, **kwargs):
+        value = real(images, **kwargs)
+        return value * float('nan') if images.shape[1] == 1 else value
+
+    hook = MWAMHook(apply='grad')
+    with mock.patch('mwam_mm.engine.mwam_hook.frequency_ratio_metric', broken), \
+            mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
+        grads_after(model, batch, hook)
+    assert hook.weights['thermal'] == 1.0
+    assert any('non-finite FRM' in c.args[0] for c in log.call_args_list)
+    grads_after(reference, batch)
+    for p, r in zip(branch_params(model, 'thermal'),
+                    branch_params(reference, 'thermal')):
+        assert torch.isfinite(p.grad).all()
+        torch.testing.assert_close(p.grad, r.grad)
+
+
+def test_nothing_runs_outside_training_iterations(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook()
+    runner = make_runner(model)
+    hook.before_train(runner)
+    with mock.patch('mwam_mm.engine.mwam_hook.frequency_ratio_metric') as frm:
+        model.eval()
+        with torch.no_grad():
+            model(toy_batch(), mode='predict')
+        frm.assert_not_called()
+    hook.after_train(runner)
+    assert hook._handles == []
+
+
+def test_checkpoint_is_an_ordinary_model(twin_models):
+    model, reference = twin_models
+    hook = MWAMHook()
+    runner = make_runner(model)
+    hook.before_train(runner)
+    train_step(hook, runner, toy_batch())
+    hook.after_train(runner)
+    assert model.state_dict().keys() == reference.state_dict().keys()
+    assert sum(p.numel() for p in model.parameters()) == \
+        sum(p.numel() for p in reference.parameters())
+    checkpoint = {}
+    hook.before_save_checkpoint(runner, checkpoint)
+    assert set(checkpoint) == {'mwam'}
+    assert set(checkpoint['mwam']['bank']) == {'rgb', 'thermal'}
+
+
+def test_named_branches_and_bad_paths(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook(branches=dict(rgb='backbone.streams.rgb',
+                                  thermal='backbone.streams.thermal'))
+    runner = make_runner(model)
+    hook.before_train(runner)
+    train_step(hook, runner, toy_batch())
+    with pytest.raises(AttributeError, match='no module .backbone.rgb_stream.*'
+                       'Available modules: .*backbone.streams'):
+        MWAMHook(branches=dict(rgb='backbone.rgb_stream',
+                               thermal='backbone.streams.thermal')).before_train(
+                                   make_runner(model))
+    with pytest.raises(ValueError, match='share parameters'):
+        MWAMHook(branches=dict(rgb='backbone.streams.rgb',
+                               thermal='backbone.streams.rgb.conv1')).before_train(
+                                   make_runner(model))
+
+
+def test_frm_of_a_named_stage_output(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook(frm_source='conv1')
+    runner = make_runner(model)
+    hook.before_train(runner)
+    train_step(hook, runner, toy_batch())
+    assert set(hook.weights) == {'rgb', 'thermal'}
+    with pytest.raises(AttributeError, match="frm_source 'layer9'"):
+        MWAMHook(frm_source='layer9').before_train(make_runner(model))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='apply must be one of'):
+        MWAMHook(apply='gradients')
+    with pytest.raises(ValueError, match='choose one of them'):
+        MWAMHook(apply=['grad', 'update'])
+    with pytest.raises(ValueError, match='unknown MWAM preset'):
+        MWAMHook(preset='best')
+    with pytest.raises(ValueError, match='unknown frm option'):
+        MWAMHook(frm=dict(patch=8))

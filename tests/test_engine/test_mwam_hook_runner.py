@@ -1,0 +1,103 @@
+"""MWAMHook inside mmengine's Runner: resume, accumulation, clipping."""
+import pytest
+import torch
+
+import mwam_mm  # noqa: F401
+from mwam_mm.engine import MWAMHook
+from tests.helpers.runners import hook_of, params_of, same_params, toy_runner
+
+
+class RecordK(MWAMHook):
+    """MWAMHook that remembers the weights of every iteration."""
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        self.history = getattr(self, 'history', []) + [dict(self.weights)]
+
+
+def test_resume_gives_the_same_weights_and_parameters(tmp_path):
+    full = toy_runner(tmp_path / 'full', epochs=2, hooks=[RecordK()], name='f')
+    full.train()
+    full_hook = hook_of(full, RecordK)
+
+    first = toy_runner(tmp_path / 'split', epochs=1, hooks=[RecordK()], name='s1')
+    first.train()
+    second = toy_runner(tmp_path / 'split', epochs=2, hooks=[RecordK()], name='s2',
+                        resume=True,
+                        load_from=str(tmp_path / 'split' / 'epoch_1.pth'))
+    second.train()
+    resumed_hook = hook_of(second, RecordK)
+    split_history = hook_of(first, RecordK).history + resumed_hook.history
+    assert len(split_history) == len(full_hook.history) == 8
+    for a, b in zip(split_history, full_hook.history):
+        assert a == pytest.approx(b, rel=1e-12)
+    resumed_state = resumed_hook.weighting.state_dict()
+    full_state = full_hook.weighting.state_dict()
+    assert resumed_state['bank'] == pytest.approx(full_state['bank'], rel=1e-12)
+    assert resumed_state['steps'] == full_state['steps'] == 8
+    assert same_params(params_of(second), params_of(full))
+
+
+def test_without_the_bank_in_the_checkpoint_resume_differs(tmp_path):
+    """The state matters: a resume that lost the bank gives other weights."""
+    full = toy_runner(tmp_path / 'full', epochs=2, hooks=[RecordK()], name='f')
+    full.train()
+    first = toy_runner(tmp_path / 'split', epochs=1, hooks=[RecordK()], name='s1')
+    first.train()
+    ckpt = torch.load(tmp_path / 'split' / 'epoch_1.pth', weights_only=False)
+    del ckpt['mwam']
+    torch.save(ckpt, tmp_path / 'split' / 'no_bank.pth')
+    second = toy_runner(tmp_path / 'split', epochs=2, hooks=[RecordK()], name='s2',
+                        resume=True, load_from=str(tmp_path / 'split' / 'no_bank.pth'))
+    second.train()
+    assert hook_of(second, RecordK).history[0] != pytest.approx(
+        hook_of(full, RecordK).history[4], rel=1e-9)
+
+
+@pytest.mark.parametrize('apply', ['grad', 'update'])
+def test_gradient_accumulation(tmp_path, apply):
+    runner = toy_runner(tmp_path, epochs=1, hooks=[RecordK(apply=apply)],
+                        accumulate=2, name=apply)
+    before = params_of(runner)
+    runner.train()
+    hook = hook_of(runner, RecordK)
+    assert len(hook.history) == 4  # every micro-batch gets its own weights
+    assert not same_params(before, params_of(runner))
+    if apply == 'update':  # the accumulator is emptied at every optimizer step
+        assert hook._update_k_count == 0
+
+
+def test_update_mode_with_accumulation_averages_the_weights(tmp_path):
+    runner = toy_runner(tmp_path, epochs=1, hooks=[MWAMHook(apply='update')],
+                        accumulate=2, length=8, name='avg')
+    hook = hook_of(runner, MWAMHook)
+    seen = []
+    original = hook._scale_update
+
+    def spy(optimizer, args, kwargs):
+        seen.append({n: hook._update_k_sum[n] / hook._update_k_count
+                     for n in hook._update_k_sum})
+        return original(optimizer, args, kwargs)
+
+    hook._scale_update = spy
+    runner.train()
+    assert len(seen) == 1  # 2 micro-batches -> 1 optimizer step
+    assert set(seen[0]) == {'rgb', 'thermal'}
+
+
+def test_clipping_acts_on_the_scaled_gradients(tmp_path):
+    """grad mode scales before the optimizer wrapper clips: the clipped total
+    norm is the limit, whatever the weights."""
+    runner = toy_runner(tmp_path, epochs=1, hooks=[MWAMHook()], name='clip',
+                        clip_grad=dict(max_norm=1e-3), length=4)
+    norms = []
+    runner.train_loop  # noqa: B018  (builds the loop and the optimizer wrapper)
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    optimizer = runner.optim_wrapper.optimizer
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: norms.append(
+        torch.norm(torch.stack([p.grad.norm() for g in opt.param_groups
+                                for p in g['params'] if p.grad is not None]))))
+    runner.train()
+    assert len(norms) == 1
+    assert norms[0].item() == pytest.approx(1e-3, rel=1e-3)
+    assert all(torch.isfinite(v).all() for v in params_of(runner).values())

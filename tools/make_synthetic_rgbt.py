@@ -1,0 +1,36 @@
+"""Write the synthetic RGB-T street-scene dataset in the LLVIP layout.
+
+    python tools/make_synthetic_rgbt.py data/synthetic_rgbt --seed 0 \
+        --num-train 400 --num-test 100 --width 160 --height 128 --night-fraction 0.5
+"""
+import argparse
+import json
+
+from mwam_mm.datasets.synthetic import CLASSES, make_synthetic_rgbt
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('out_dir', help='folder to write (LLVIP layout)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-train', type=int, default=400)
+    parser.add_argument('--num-test', type=int, default=100)
+    parser.add_argument('--width', type=int, default=160)
+    parser.add_argument('--height', type=int, default=128)
+    parser.add_argument('--night-fraction', type=float, default=0.5)
+    parser.add_argument('--classes', nargs='+', default=list(CLASSES),
+                        choices=CLASSES)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    counts = make_synthetic_rgbt(
+        args.out_dir, seed=args.seed, num_train=args.num_train,
+        num_test=args.num_test, width=args.width, height=args.height,
+        night_fraction=args.night_fraction, classes=args.classes)
+    print(json.dumps(dict(out_dir=args.out_dir, **counts)))
+
+
+if __name__ == '__main__':
+    main()
