@@ -88,6 +88,27 @@ class Modality:
 LayoutLike = Union[None, 'ModalityLayout', Sequence[Union[dict, Modality]]]
 
 
+def _with_defaults(spec: dict) -> dict:
+    """Fill what a modality dict leaves out from the default of the same name.
+
+    ``dict(name='thermal', channels=3)`` keeps thermal's file key and mean/std (one
+    value per channel); an unknown name gets generic defaults.
+    """
+    default = next((d for d in DEFAULT_MODALITIES if d['name'] == spec.get('name')),
+                   None)
+    if default is None:
+        return dict(spec)
+    merged = dict(default, **spec)
+    channels = merged['channels']
+    if channels != default['channels']:
+        for key in ('mean', 'std'):
+            if key not in spec and len(default[key]) == 3 and channels == 1:
+                merged[key] = (sum(default[key]) / 3, )
+        if 'bgr_to_rgb' not in spec and channels != 3:
+            merged['bgr_to_rgb'] = False
+    return merged
+
+
 class ModalityLayout:
     """The ordered modalities of a sample and where their channels lie.
 
@@ -107,7 +128,7 @@ class ModalityLayout:
                     raise ValueError(
                         f'unknown key(s) {sorted(unknown)} in modality {dict(m)}; '
                         f'expected some of {sorted(Modality.__dataclass_fields__)}')
-                items.append(Modality(**m))
+                items.append(Modality(**_with_defaults(m)))
             else:
                 raise TypeError('a modality must be a dict or Modality, got '
                                 f'{type(m).__name__}: {m!r}')

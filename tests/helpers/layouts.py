@@ -1,0 +1,72 @@
+"""Generated RGB-T data in the FLIR-aligned and M3FD layouts (LLVIP: the generator's
+own layout), with the classes mapped by name, for loader and config tests."""
+import json
+import os
+import os.path as osp
+
+import cv2
+
+from mwam_mm.datasets.synthetic import _voc_xml, make_scene
+
+
+def _scenes(num, width, height, seed):
+    for i in range(num):
+        vis, th, objects, _ = make_scene(seed, 'train', i, width, height, 0.5)
+        yield i, vis, th, objects
+
+
+def write_flir(root, num=6, width=96, height=80, seed=5, stray_dog=True):
+    """VOC form (JPEGImages/, Annotations/, align_*.txt) and a COCO json."""
+    names = dict(person='person', vehicle='car')
+    os.makedirs(osp.join(root, 'JPEGImages'), exist_ok=True)
+    os.makedirs(osp.join(root, 'Annotations'), exist_ok=True)
+    stems, coco = [], dict(images=[], annotations=[], categories=[
+        dict(id=1, name='person'), dict(id=3, name='car'), dict(id=7, name='dog')])
+    cat_ids = dict(person=1, car=3, dog=7)
+    for i, vis, th, objects in _scenes(num, width, height, seed):
+        stem = f'FLIR_{i + 1:05d}'
+        objects = [dict(o, name=names[o['name']]) for o in objects]
+        if stray_dog and i == 0:
+            objects.append(dict(name='dog', bbox=[1, 1, 9, 9], difficult=0))
+        cv2.imwrite(osp.join(root, 'JPEGImages', stem + '_RGB.jpg'), vis)
+        cv2.imwrite(osp.join(root, 'JPEGImages', stem + '_PreviewData.jpeg'), th)
+        with open(osp.join(root, 'Annotations', stem + '_PreviewData.xml'), 'w') as f:
+            f.write(_voc_xml(stem + '_PreviewData.jpeg', width, height, objects))
+        stems.append(stem + '_PreviewData')
+        coco['images'].append(dict(id=i, file_name=stem + '_RGB.jpg',
+                                   file_name_lwir=stem + '_PreviewData.jpeg',
+                                   width=width, height=height))
+        for o in objects:
+            x1, y1, x2, y2 = o['bbox']
+            coco['annotations'].append(dict(
+                id=len(coco['annotations']), image_id=i, iscrowd=o['difficult'],
+                category_id=cat_ids[o['name']], bbox=[x1, y1, x2 - x1, y2 - y1]))
+    half = num // 2
+    for name, part in (('align_train.txt', stems[:half]),
+                       ('align_validation.txt', stems[half:])):
+        with open(osp.join(root, name), 'w') as f:
+            f.write('\n'.join(part) + '\n')
+    with open(osp.join(root, 'Annotation_train.json'), 'w') as f:
+        json.dump(coco, f)
+    return root
+
+
+def write_m3fd(root, num=6, width=96, height=80, seed=6):
+    """Annotation/, Ir/ (24-bit grey), Vis/, PNG, plus trainval.txt/test.txt."""
+    names = dict(person='People', vehicle='Car')
+    for d in ('Annotation', 'Ir', 'Vis'):
+        os.makedirs(osp.join(root, d), exist_ok=True)
+    stems = []
+    for i, vis, th, objects in _scenes(num, width, height, seed):
+        stem = f'{i:05d}'
+        objects = [dict(o, name=names[o['name']]) for o in objects]
+        cv2.imwrite(osp.join(root, 'Vis', stem + '.png'), vis)
+        cv2.imwrite(osp.join(root, 'Ir', stem + '.png'), cv2.merge([th, th, th]))
+        with open(osp.join(root, 'Annotation', stem + '.xml'), 'w') as f:
+            f.write(_voc_xml(stem + '.png', width, height, objects))
+        stems.append(stem)
+    half = num // 2
+    for name, part in (('trainval.txt', stems[:half]), ('test.txt', stems[half:])):
+        with open(osp.join(root, name), 'w') as f:
+            f.write('\n'.join(part) + '\n')
+    return root
