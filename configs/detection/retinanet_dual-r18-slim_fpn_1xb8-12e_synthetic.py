@@ -23,7 +23,7 @@ model = dict(
         anchor_generator=dict(ratios=[0.5, 1.0, 2.5], strides=[4, 8, 16, 32,
                                                                 64])))
 
-max_epochs = 40
+max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
