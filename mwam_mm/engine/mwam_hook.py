@@ -78,9 +78,10 @@ class MWAMHook(Hook):
         frm_source (str): ``'input'`` (default): FRM of the branch's input. Any
             other value names a submodule of each branch (e.g. ``'layer1'``) whose
             output is used instead (FRM of features, as the abstract puts it).
-        per_channel (bool): Divide each modality's FRM by its channel count, so that
-            a 1-channel thermal input is compared on equal terms with 3-channel RGB
-            (the paper's setting has 3 channels for every modality). Default True.
+        per_channel (bool): Divide each modality's FRM by the channel count of the
+            tensor it is computed on, so that a 1-channel thermal input is compared
+            on equal terms with 3-channel RGB (the paper's setting has 3 channels for
+            every modality). Default True.
     """
 
     priority = 'NORMAL'
@@ -149,7 +150,6 @@ class MWAMHook(Hook):
         if self._pending_state is not None:
             self.weighting.load_state_dict(self._pending_state)
             self._pending_state = None
-        self._channels = self._branch_channels(model)
         self._install_frm_hooks()
         if 'grad' in self.apply:
             self._install_grad_hooks()
@@ -200,12 +200,6 @@ class MWAMHook(Hook):
                         'parameters; MWAM needs one branch of its own per modality')
                 seen[id(p)] = name
         return branches
-
-    def _branch_channels(self, model: nn.Module) -> Dict[str, int]:
-        layout = getattr(getattr(model, 'backbone', None), 'layout', None)
-        if layout is not None:
-            return {m.name: m.channels for m in layout if m.name in self.branches}
-        return {}  # learnt from the first input (see _record)
 
     def _install_frm_hooks(self) -> None:
         for name, branch in self.branches.items():
@@ -277,8 +271,8 @@ class MWAMHook(Hook):
         if not self._active or not module.training or name in self.frm_values:
             return
         frm = frequency_ratio_metric(tensor, **self.frm_cfg)
-        if self.per_channel:
-            frm = frm / self._channels.get(name, tensor.shape[1])
+        if self.per_channel:  # the channels FRM summed over: input or features
+            frm = frm / tensor.shape[1]
         self.frm_values[name] = frm
         if len(self.frm_values) == len(self.branches):
             self._compute_weights()

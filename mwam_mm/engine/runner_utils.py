@@ -31,6 +31,7 @@ def setup_distributed_on_cpu(cfg: Config, launcher: str) -> None:
     if cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(
             type='MMDistributedDataParallel',
+            device_ids=None,  # else mmengine adds [LOCAL_RANK], a CUDA index
             broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False))
     if not torch_dist.is_initialized():

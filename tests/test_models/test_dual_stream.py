@@ -85,3 +85,18 @@ def test_stream_types_resolve_in_the_configs_scope_with_nearest_names():
         build('mmdet', dict(type='DualStreamBackbone', backbone=TINY_MIT))
     with pytest.raises(KeyError, match='Nearest registered names: .*ResNet'):
         build('mmdet', dict(type='DualStreamBackbone', backbone=dict(type='ResNett')))
+
+
+def test_stream_initialised_from_a_local_checkpoint(tmp_path):
+    source = build('mmdet', dict(SLIM_RESNET, in_channels=3))
+    path = tmp_path / 'r18_slim.pth'
+    torch.save(dict(state_dict=source.state_dict()), path)
+    backbone = build('mmdet', dict(
+        type='DualStreamBackbone', backbone=SLIM_RESNET,
+        streams=dict(rgb=dict(init_cfg=dict(type='Pretrained',
+                                            checkpoint=str(path))))))
+    backbone.init_weights()
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(backbone.streams['rgb'].state_dict()[key], value)
+    assert not torch.equal(backbone.streams['thermal'].layer1[0].conv1.weight,
+                           source.layer1[0].conv1.weight)
