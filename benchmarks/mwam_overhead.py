@@ -5,7 +5,7 @@ installed, take alternating training steps (which one goes first alternates too)
 the same real batches of the synthetic dataset; prints the median iteration time of
 each and their ratio as one JSON line per apply mode.
 
-    python benchmarks/mwam_overhead.py [--iters 30] [--warmup 3] [--batch-size 8]
+    python benchmarks/mwam_overhead.py [--iters 60] [--warmup 3] [--batch-size 8]
         [--modes grad update] [--device cpu|cuda]
 """
 import argparse
@@ -52,7 +52,7 @@ def sync(device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--iters', type=int, default=30)
+    parser.add_argument('--iters', type=int, default=60)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--modes', nargs='+', default=['grad', 'update'])

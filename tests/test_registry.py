@@ -20,11 +20,15 @@ OURS = {
 def test_our_names_resolve_in_both_toolboxes(scope):
     with DefaultScope.overwrite_default_scope(scope):
         for registry, names in OURS.items():
-            for name in names:
-                assert registry.get(name) is not None, (scope, registry.name, name)
+            # the lookup a build does: the default scope's registry, then parents
+            with registry.switch_scope_and_registry(None) as scoped:
+                assert scoped.scope == scope
+                for name in names:
+                    assert scoped.get(name) is not None, (scope, registry.name, name)
         # and the toolbox's own names still resolve next to ours
         own = 'RetinaNet' if scope == 'mmdet' else 'EncoderDecoder'
-        assert MODELS.get(own) is not None
+        with MODELS.switch_scope_and_registry(None) as scoped:
+            assert scoped.get(own) is not None
 
 
 def test_a_component_built_inside_ours_resolves_in_the_configs_scope():

@@ -7,6 +7,7 @@ dual-stream RetinaNet with the same schedule and seed
   moddrop      modality dropout (one modality blanked in half the samples)
   mwam         MWAM, paper preset, gradients scaled (the public release's mode)
   mwam-update  MWAM, paper preset, updates scaled (the paper's Algorithm 1)
+  (mwam-robust MWAM with the well-conditioned FRM; only with --variants)
 
 evaluates each with every modality subset (both, RGB-only, thermal-only) and writes
 report.md, report.json, robustness.png and mwam_weights.png into the work dir.
@@ -33,7 +34,9 @@ VARIANTS = {
     'moddrop': '_moddrop',
     'mwam': '_mwam',
     'mwam-update': '_mwam-update',
+    'mwam-robust': '_mwam-robust',  # analysis only: not in the default run
 }
+DEFAULT_VARIANTS = ['baseline', 'moddrop', 'mwam', 'mwam-update']
 METRIC = 'pascal_voc/mAP'  # VOC mAP at IoU 0.5 (mAP50)
 
 
@@ -45,7 +48,7 @@ def parse_args():
     parser.add_argument('--max-iters', type=int, default=None,
                         help='stop each run after this many iterations (smoke runs)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
+    parser.add_argument('--variants', nargs='+', default=DEFAULT_VARIANTS,
                         choices=list(VARIANTS))
     parser.add_argument('--num-train', type=int, default=400)
     parser.add_argument('--num-test', type=int, default=100)
@@ -154,16 +157,41 @@ def aggregate(runs: list) -> dict:
     return out
 
 
+def moving_average(values, window=25):
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def plot_mwam(histories: dict, path: str) -> None:
+    """FRM (log scale) and K per modality per iteration, K's moving average bold.
+
+    Variants whose histories are identical (same data and seed: FRM is computed on
+    the input) are drawn once.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    distinct = {}
     for variant, history in histories.items():
+        same = next((v for v, h in distinct.items() if h == history), None)
+        if same is None:
+            distinct[variant] = history
+        else:
+            distinct[f'{same}, {variant}'] = distinct.pop(same)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for variant, history in distinct.items():
         for key, values in sorted(history.items()):
             modality = key.split('_', 2)[2]
-            ax = axes[0] if key.startswith('mwam_frm_') else axes[1]
-            ax.plot(values, label=f'{variant}: {modality}', linewidth=0.8)
+            label = f'{variant}: {modality}'
+            if key.startswith('mwam_frm_'):
+                axes[0].plot(values, label=label, linewidth=0.6)
+            else:
+                line, = axes[1].plot(values, linewidth=0.3, alpha=0.4)
+                axes[1].plot(moving_average(values), color=line.get_color(),
+                             linewidth=1.6, label=f'{label} (moving avg 25)')
     axes[0].set_yscale('log')
     axes[0].set_title('FRM per modality (per iteration)')
     axes[1].set_title('MWAM weight K per modality')

@@ -25,6 +25,17 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if is_model_wrapper(model) else model
 
 
+def _tensors(output) -> List[torch.Tensor]:
+    """The tensors in a module's output (tensor, or nested tuple/list/dict)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    return []
+
+
 def _module_names(model: nn.Module, max_depth: int = 3, limit: int = 60) -> str:
     names = [n for n, _ in model.named_modules() if n and n.count('.') < max_depth]
     shown = ', '.join(names[:limit])
@@ -43,8 +54,9 @@ class MWAMHook(Hook):
     modality's branch and speed up the others, in one or more of these ways:
 
     - ``'grad'``: every gradient of a branch parameter is multiplied by ``K_m`` as it
-      is produced (a tensor hook), i.e. before accumulation, DDP reduction, clipping
-      and the optimizer step. This is the public release's behaviour. Adaptive
+      is produced (by scaling the gradient that reaches the branch's outputs), i.e.
+      before accumulation, DDP reduction, clipping and the optimizer step. This is
+      the public release's behaviour. Adaptive
       optimizers (Adam, AdamW, ...) largely cancel a gradient scale: a warning says so.
     - ``'update'``: the optimizer step of branch parameters is scaled,
       ``theta <- theta_old + K_m * (theta_new - theta_old)``, as in the paper's
@@ -223,11 +235,18 @@ class MWAMHook(Hook):
                 self._handles.append(source.register_forward_hook(fwd_hook))
 
     def _install_grad_hooks(self) -> None:
+        # The gradient reaching a branch's parameters flows back only through its
+        # outputs, so scaling the output gradients by K scales every parameter
+        # gradient of the branch by exactly K (chain rule), with a few hook calls
+        # per iteration instead of one per parameter.
         for name, branch in self.branches.items():
-            for p in branch.parameters():
-                if p.requires_grad:
-                    self._handles.append(
-                        p.register_hook(lambda g, name=name: self._scale_grad(g, name)))
+            def scale_outputs(module, args, output, name=name):
+                if self._active and module.training:
+                    for tensor in _tensors(output):
+                        if tensor.requires_grad:
+                            tensor.register_hook(
+                                lambda g, name=name: self._scale_grad(g, name))
+            self._handles.append(branch.register_forward_hook(scale_outputs))
 
     def _optimizers(self, runner) -> list:
         wrapper = runner.optim_wrapper

@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, ModuleDict, ModuleList
 from mmengine.registry import MODELS
 
 from ...modality import LayoutLike, ModalityLayout
@@ -75,7 +75,8 @@ class DualStreamBackbone(BaseModule):
         self.layout = ModalityLayout.build(modalities)
         streams = dict(streams or {})
         self.layout.check_subset(list(streams))
-        self.streams = nn.ModuleDict()
+        # mmengine's containers: their init_weights reaches each stream's init_cfg
+        self.streams = ModuleDict()
         for m in self.layout:
             cfg = _merge(backbone, streams.get(m.name, {}))
             given = cfg.get('in_channels')
@@ -88,7 +89,7 @@ class DualStreamBackbone(BaseModule):
         if out_channels is None:
             out_channels = self._probe_out_channels(probe_size)
         self.out_channels = list(out_channels)
-        self.fusions = nn.ModuleList([
+        self.fusions = ModuleList([
             build_from_registry(
                 MODELS, fusion, channels=c, num_modalities=len(self.layout))
             for c in self.out_channels
