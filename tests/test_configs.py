@@ -13,8 +13,10 @@ import mwam_mm  # noqa: F401
 from mwam_mm.datasets import make_synthetic_rgbt
 from mwam_mm.engine import build_runner
 from tests.conftest import ROOT
-from tests.helpers.configs import tiny_config
-from tests.helpers.layouts import write_flir, write_m3fd
+from tests.helpers.configs import shrink_pipelines, tiny_config
+from mwam_mm.evaluation import evaluate_subsets
+from tests.helpers.layouts import (write_fmb, write_flir, write_m3fd, write_mfnet,
+                                   write_pst900)
 
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
@@ -27,7 +29,13 @@ def rel(path):
 
 def test_configs_are_discovered():
     names = [rel(p) for p in CONFIGS]
-    assert len(names) >= 16
+    assert len(names) >= 28
+    for dataset in ('mfnet', 'pst900', 'fmb'):
+        for model in ('deeplabv3plus_dual-r18-d8_1xb2-80k',
+                      'segformer_dual-mit-b0_1xb2-160k'):
+            plain = f'configs/segmentation/{model}_{dataset}.py'
+            assert plain in names
+            assert plain.replace('.py', '_mwam.py') in names
     for dataset in ('llvip', 'flir_aligned', 'm3fd'):
         for detector in ('retinanet', 'faster-rcnn'):
             plain = f'configs/detection/{detector}_dual-r18_fpn_1xb8-12e_{dataset}.py'
@@ -62,7 +70,10 @@ def layouts(tmp_path_factory):
                         height=80)
     return dict(llvip=llvip, synthetic=synthetic,
                 flir_aligned=write_flir(str(root / 'flir'), num=4),
-                m3fd=write_m3fd(str(root / 'm3fd'), num=4))
+                m3fd=write_m3fd(str(root / 'm3fd'), num=4),
+                mfnet=write_mfnet(str(root / 'mfnet')),
+                pst900=write_pst900(str(root / 'pst900')),
+                fmb=write_fmb(str(root / 'fmb')))
 
 
 DETECTION = [p for p in CONFIGS if '/detection/' in p]
@@ -79,3 +90,21 @@ def test_detection_config_trains_and_tests_on_generated_data(path, layouts,
     metrics = runner.test()
     assert 'pascal_voc/mAP' in metrics
     assert 0.0 <= metrics['pascal_voc/mAP'] <= 1.0
+
+
+SEGMENTATION = [p for p in CONFIGS if '/segmentation/' in p]
+
+
+@pytest.mark.parametrize('path', SEGMENTATION, ids=rel)
+def test_segmentation_config_trains_tests_and_blanks_on_generated_data(
+        path, layouts, tmp_path):
+    dataset = next(d for d in ('mfnet', 'pst900', 'fmb') if d in osp.basename(path))
+    # batch 2: DeepLabV3+'s image pooling normalises a 1x1 map over the batch
+    cfg = shrink_pipelines(tiny_config(path, layouts[dataset], str(tmp_path),
+                                       iters=1, batch_size=2))
+    runner = build_runner(cfg)
+    runner.train()
+    metric, scores = evaluate_subsets(runner, runner.model.backbone.layout)
+    assert metric == 'mIoU'
+    assert list(scores) == ['rgb+thermal', 'rgb', 'thermal']
+    assert all(0.0 <= v <= 100.0 for v in scores.values())

@@ -24,7 +24,8 @@ def parse_args():
     parser.add_argument('--work-dir', help='where the report goes')
     parser.add_argument('--fill', choices=['zero', 'mean'], default='zero',
                         help='what a missing modality becomes (default: zero)')
-    parser.add_argument('--metric', help='metric key (default: the first one)')
+    parser.add_argument('--metric', help='metric key (default: mIoU, COCO bbox mAP '
+                        'or VOC mAP, whichever the evaluator gives)')
     parser.add_argument('--name', help='variant name in the report '
                         '(default: the config name)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)

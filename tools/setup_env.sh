@@ -39,7 +39,7 @@ if ! "$venv/bin/python" -c 'import mmcv.ops' >/dev/null 2>&1; then
   # mmcv 2.1.0 ships only a source tarball on PyPI; its setup.py must see the installed
   # torch, hence no build isolation. The first build takes ~23 min on 2 cores; pip caches
   # the wheel, so later installs on this machine take seconds.
-  echo "[setup_env] mmcv with compiled ops (first time on a machine: ~23 min)"
+  echo "[setup_env] mmcv with compiled ops (built once per machine, 11-23 min; then cached)"
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
     "${pip[@]}" --no-build-isolation mmcv
 fi

@@ -4,35 +4,20 @@
         [--cfg-options k=v ...] [--launcher none|pytorch]
 """
 import argparse
-import os
-
-from mmengine.config import DictAction
 
 import mwam_mm  # noqa: F401  (registers the components)
-from mwam_mm.engine import build_runner, explain_registry_errors, load_config
+from mwam_mm.engine import (add_runner_arguments, build_runner,
+                            explain_registry_errors, load_config,
+                            parse_runner_arguments)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test a checkpoint')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='dump predictions to this pickle file')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_arguments(parser)
+    return parse_runner_arguments(parser)
 
 
 def main():

@@ -4,18 +4,16 @@
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch]
 """
 import argparse
-import os
-
-from mmengine.config import DictAction
 
 import mwam_mm  # noqa: F401  (registers the components)
-from mwam_mm.engine import build_runner, explain_registry_errors, load_config
+from mwam_mm.engine import (add_runner_arguments, build_runner,
+                            explain_registry_errors, load_config,
+                            parse_runner_arguments)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument(
@@ -27,21 +25,8 @@ def parse_args():
         const='auto',
         help='resume from this checkpoint, or without a path from the latest one '
         'in the work dir')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_arguments(parser)
+    return parse_runner_arguments(parser)
 
 
 def main():

@@ -17,7 +17,7 @@ SUPPORTED = (
     ('mmengine', '>=0.10.0,<1.0', True),
     ('mmcv', '>=2.0.0rc4,<2.2.0', True),
     ('mmdet', '>=3.1.0,<3.4.0', True),
-    ('mmsegmentation', '>=1.1.0,<1.3.0', False),
+    ('mmsegmentation', '>=1.1.0,<1.3.0', True),
 )
 FIX = ('Fix: run `bash tools/setup_env.sh` in the mwam_mm checkout (CPU), or see '
        'README "Installing on a GPU machine"; the verified versions are in '

@@ -1,8 +1,9 @@
 from .mwam_hook import MWAMHook
-from .runner_utils import (build_runner, explain_registry_errors, load_config,
-                           setup_distributed_on_cpu)
+from .runner_utils import (add_runner_arguments, build_runner,
+                           explain_registry_errors, load_config,
+                           parse_runner_arguments, setup_distributed_on_cpu)
 
 __all__ = [
-    'MWAMHook', 'build_runner', 'explain_registry_errors', 'load_config',
+    'MWAMHook', 'add_runner_arguments', 'parse_runner_arguments', 'build_runner', 'explain_registry_errors', 'load_config',
     'setup_distributed_on_cpu'
 ]

@@ -1,4 +1,5 @@
 """What tools/train.py, tools/test.py and the demo share around mmengine's Runner."""
+import argparse
 import contextlib
 import os
 import os.path as osp
@@ -6,7 +7,7 @@ from typing import Optional
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -48,6 +49,29 @@ def explain_registry_errors():
         if message is None:
             raise
         raise KeyError(message) from None
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options tools/train.py and tools/test.py share with mmdet's tools."""
+    parser.add_argument('--work-dir', help='the dir to save logs, models, metrics')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,

@@ -18,6 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..modality import LayoutLike, ModalityLayout
 
 Subset = Tuple[str, ...]
+# the headline metric of each toolbox's evaluators, used when none is named
+PRIMARY_METRICS = ('mIoU', 'coco/bbox_mAP', 'pascal_voc/mAP')
 
 
 def subset_name(subset: Sequence[str]) -> str:
@@ -120,6 +122,8 @@ def evaluate_subsets(runner, layout: LayoutLike = None, fill: str = 'zero',
 
     The model is built and its checkpoint loaded once; each subset gets a fresh test
     loop whose pipeline blanks the other modalities (``fill``: 'zero' or 'mean').
+    Without ``metric``: mIoU, COCO bbox mAP or VOC mAP, whichever the evaluator
+    gives, else its first metric.
 
     Returns:
         tuple: The metric key used and ``{subset name: score}``.
@@ -138,7 +142,8 @@ def evaluate_subsets(runner, layout: LayoutLike = None, fill: str = 'zero',
         runner._test_evaluator = copy.deepcopy(evaluator_cfg)
         metrics = runner.test()
         if metric is None:
-            metric = next(iter(metrics))
+            metric = next((m for m in PRIMARY_METRICS if m in metrics),
+                          next(iter(metrics)))
         if metric not in metrics:
             raise KeyError(f'metric {metric!r} not among the test metrics '
                            f'{sorted(metrics)}')

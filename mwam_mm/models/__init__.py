@@ -1,8 +1,10 @@
 from .backbones import DualStreamBackbone
-from .data_preprocessors import RGBTDetDataPreprocessor, RGBTPreprocessorMixin
+from .data_preprocessors import (RGBTDetDataPreprocessor, RGBTPreprocessorMixin,
+                                 RGBTSegDataPreprocessor)
 from .fusions import AddFusion, ConcatConvFusion, GatedFusion
 
 __all__ = [
     'DualStreamBackbone', 'RGBTDetDataPreprocessor', 'RGBTPreprocessorMixin',
+    'RGBTSegDataPreprocessor',
     'AddFusion', 'ConcatConvFusion', 'GatedFusion'
 ]

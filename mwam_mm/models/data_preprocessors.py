@@ -9,6 +9,7 @@ from typing import Optional
 
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
+from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmengine.registry import MODELS
 
 from ..modality import LayoutLike, ModalityLayout
@@ -80,6 +81,39 @@ class RGBTDetDataPreprocessor(RGBTPreprocessorMixin, DetDataPreprocessor):
         **kwargs: Other arguments of ``DetDataPreprocessor`` (``pad_size_divisor``,
             ``pad_value``, ``pad_mask``, ``batch_augments`` ...). ``bgr_to_rgb`` and
             ``rgb_to_bgr`` are not accepted: the layout says which modality is BGR.
+    """
+
+    def __init__(self,
+                 modalities: LayoutLike = None,
+                 mean: Optional[dict] = None,
+                 std: Optional[dict] = None,
+                 **kwargs):
+        for key in ('bgr_to_rgb', 'rgb_to_bgr'):
+            if kwargs.pop(key, False):
+                raise ValueError(
+                    f'{type(self).__name__}: {key} is set per modality in the layout'
+                    " (e.g. dict(name='rgb', bgr_to_rgb=True)), not here")
+        super().__init__(**kwargs)
+        self._init_modalities(modalities, mean, std)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        return super().forward(self._check_and_reorder(data), training)
+
+
+@MODELS.register_module()
+class RGBTSegDataPreprocessor(RGBTPreprocessorMixin, SegDataPreProcessor):
+    """``SegDataPreProcessor`` for stacked RGB-T (or any multimodal) images.
+
+    Per-modality normalisation and channel order as
+    :class:`RGBTDetDataPreprocessor`; batching and size-divisor padding of images
+    and label maps exactly as ``SegDataPreProcessor`` (``size``, ``size_divisor``,
+    ``pad_val``, ``seg_pad_val``, ``test_cfg``).
+
+    Args:
+        modalities (list[dict], optional): The modality layout.
+        mean (dict, optional): ``{modality: [values]}`` overriding the layout.
+        std (dict, optional): Same for std.
+        **kwargs: Other arguments of ``SegDataPreProcessor``.
     """
 
     def __init__(self,

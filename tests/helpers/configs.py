@@ -29,3 +29,15 @@ def tiny_config(config: str, data_root: str, work_dir: str, iters: int = 2,
         loader.dataset.data_root = data_root
     cfg.merge_from_dict(overrides)
     return cfg
+
+
+def shrink_pipelines(cfg: Config, scale=(128, 96)) -> Config:
+    """Same pipeline steps, small sizes: every resize scale and crop size shrunk."""
+    w, h = scale
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for step in cfg[name].dataset.pipeline:
+            if 'scale' in step:
+                step['scale'] = (w, h)
+            if 'crop_size' in step:
+                step['crop_size'] = (h, w)
+    return cfg

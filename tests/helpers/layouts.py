@@ -70,3 +70,62 @@ def write_m3fd(root, num=6, width=96, height=80, seed=6):
         with open(osp.join(root, name), 'w') as f:
             f.write('\n'.join(part) + '\n')
     return root
+
+
+def _seg_sample(i, width, height, seed, num_classes):
+    """A synthetic scene and a blocky label map (values 0..num_classes-1, some 255)."""
+    import numpy as np
+    vis, th, _, _ = make_scene(seed, 'train', i, width, height, 0.5)
+    yy, xx = np.mgrid[0:height, 0:width]
+    label = ((xx // 12 + yy // 10 + i) % num_classes).astype(np.uint8)
+    label[:2] = 255  # a strip of ignored pixels
+    return vis, th, label
+
+
+def write_mfnet(root, num=4, width=96, height=80, seed=7):
+    """images/ (RGBA: RGB + thermal), labels/, train.txt, test.txt."""
+    import numpy as np
+    for d in ('images', 'labels'):
+        os.makedirs(osp.join(root, d), exist_ok=True)
+    stems = []
+    for i in range(num):
+        stem = f'{i:05d}{"DN"[i % 2]}'
+        vis, th, label = _seg_sample(i, width, height, seed, 9)
+        cv2.imwrite(osp.join(root, 'images', stem + '.png'),
+                    np.dstack([vis, th]))  # BGRA on disk = RGBA for viewers
+        cv2.imwrite(osp.join(root, 'labels', stem + '.png'), label)
+        stems.append(stem)
+    half = num // 2
+    for name, part in (('train.txt', stems[:half]), ('test.txt', stems[half:])):
+        with open(osp.join(root, name), 'w') as f:
+            f.write('\n'.join(part) + '\n')
+    return root
+
+
+def write_split_folders(root, names, num=4, width=96, height=80, seed=8,
+                        num_classes=5, label_offset=0):
+    """{train,test}/{rgb,thermal,labels}-style folders (names: the three names)."""
+    rgb_dir, thermal_dir, label_dir = names
+    for split_index, split in enumerate(('train', 'test')):
+        for d in names:
+            os.makedirs(osp.join(root, split, d), exist_ok=True)
+        for i in range(num // 2):
+            index = split_index * 100 + i
+            vis, th, label = _seg_sample(index, width, height, seed, num_classes)
+            label[label != 255] += label_offset
+            stem = f'{index:05d}'
+            cv2.imwrite(osp.join(root, split, rgb_dir, stem + '.png'), vis)
+            cv2.imwrite(osp.join(root, split, thermal_dir, stem + '.png'), th)
+            cv2.imwrite(osp.join(root, split, label_dir, stem + '.png'), label)
+    return root
+
+
+def write_pst900(root, **kwargs):
+    return write_split_folders(root, ('rgb', 'thermal', 'labels'), num_classes=5,
+                               **kwargs)
+
+
+def write_fmb(root, **kwargs):
+    """FMB labels: 0 = unlabeled, classes 1-14 (reduce_zero_label)."""
+    return write_split_folders(root, ('Visible', 'Infrared', 'Label'),
+                               num_classes=14, label_offset=1, **kwargs)

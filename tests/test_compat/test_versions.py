@@ -25,13 +25,6 @@ def test_wrong_and_missing_versions_give_one_message_with_the_fix(monkeypatch):
     assert 'bash tools/setup_env.sh' in message
 
 
-def test_mmseg_is_optional(monkeypatch):
-    installed = dict(torch='2.13.0', mmengine='0.10.7', mmcv='2.1.0',
-                     mmdet='3.3.0')
-    monkeypatch.setattr(versions, '_installed', installed.get)
-    assert versions.find_version_problems() == []
-
-
 def test_mmcv_without_compiled_ops_is_reported(monkeypatch):
     monkeypatch.setattr(versions.importlib.util, 'find_spec', lambda name: None)
     assert any('without its compiled ops' in p

@@ -1,8 +1,8 @@
-from .loading import LoadRGBTImagePair, read_image
+from .loading import LoadRGBTImagePair, LoadRGBTSegAnnotations, read_image
 from .modality_transforms import (BlankModality, ModalityDropout, PerModality,
                                   blank_modalities, fill_value)
 
 __all__ = [
-    'LoadRGBTImagePair', 'read_image', 'BlankModality', 'ModalityDropout',
+    'LoadRGBTImagePair', 'LoadRGBTSegAnnotations', 'read_image', 'BlankModality', 'ModalityDropout',
     'PerModality', 'blank_modalities', 'fill_value'
 ]

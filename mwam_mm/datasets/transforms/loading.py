@@ -42,6 +42,10 @@ class LoadRGBTImagePair(BaseTransform):
     ``H x W x (sum of channels)`` in the order of the modality layout. Geometric
     transforms then move all modalities together.
 
+    A sample whose modalities share one file (MFNet's RGBA PNG: RGB then thermal)
+    gives it as ``results['stacked_path']``: the file is read unchanged and must
+    have exactly the layout's number of channels, in layout order.
+
     Added keys: ``img``, ``img_shape``, ``ori_shape``.
 
     Args:
@@ -63,7 +67,35 @@ class LoadRGBTImagePair(BaseTransform):
         self.imdecode_backend = imdecode_backend
         self.backend_args = backend_args
 
+    def _load_stacked(self, path: str) -> np.ndarray:
+        try:
+            content = get(path, backend_args=self.backend_args)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'image file not found: {path}') from None
+        img = mmcv.imfrombytes(content, flag='unchanged',
+                               backend=self.imdecode_backend)
+        if img is None:
+            raise ValueError(f'cannot decode image file {path}: not a readable image')
+        channels = 1 if img.ndim == 2 else img.shape[2]
+        if channels != self.layout.num_channels:
+            raise ValueError(
+                f'LoadRGBTImagePair: {path} has {channels} channel(s); the modality '
+                f'layout {self.layout!r} needs {self.layout.num_channels} stacked '
+                'in one file (e.g. RGBA: RGB + thermal)')
+        if img.dtype != np.uint8:
+            raise ValueError(f'LoadRGBTImagePair: {path} is {img.dtype}, expected '
+                             '8-bit channels')
+        return img
+
     def transform(self, results: dict) -> dict:
+        if results.get('stacked_path'):
+            img = self._load_stacked(results['stacked_path'])
+            if self.to_float32:
+                img = img.astype(np.float32)
+            results['img'] = img
+            results['img_shape'] = img.shape[:2]
+            results['ori_shape'] = img.shape[:2]
+            return results
         images, paths = [], []
         for m in self.layout:
             path = results.get(m.path_key)
@@ -93,3 +125,58 @@ class LoadRGBTImagePair(BaseTransform):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(modalities={self.layout!r}, '
                 f'to_float32={self.to_float32})')
+
+
+@TRANSFORMS.register_module()
+class LoadRGBTSegAnnotations(BaseTransform):
+    """mmseg's ``LoadAnnotations`` for RGB-T samples, with the label map checked.
+
+    After loading (and ``reduce_zero_label``/``label_map``, as mmseg does), fails
+    with the file's name when the label map is not single-channel, when its size
+    differs from the loaded image's original size, or when it holds values outside
+    ``[0, num_classes)`` other than the ignore index. Put it after
+    ``LoadRGBTImagePair``.
+
+    Args:
+        **kwargs: Arguments of ``mmseg.datasets.transforms.LoadAnnotations``.
+    """
+
+    def __init__(self, **kwargs):
+        from mmseg.datasets.transforms import LoadAnnotations
+        self.loader = LoadAnnotations(**kwargs)
+
+    def transform(self, results: dict) -> dict:
+        path = results.get('seg_map_path')
+        if not path:
+            raise KeyError('LoadRGBTSegAnnotations: the sample has no seg_map_path '
+                           f'(keys: {sorted(results)})')
+        try:
+            results = self.loader(results)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'label file not found: {path}') from None
+        seg = results['gt_seg_map']
+        if seg.ndim != 2:
+            raise ValueError(f'{path}: label map has shape {seg.shape}; expected one '
+                             'channel of class indices (not a colour image)')
+        # labels stay at the image's original size (mmseg resizes only images
+        # in test pipelines), so that is what they must match
+        ori_shape = results.get('ori_shape')
+        if ori_shape is not None and seg.shape != tuple(ori_shape[:2]):
+            image = results.get('stacked_path') or results.get('img_path')
+            raise ValueError(
+                f'{path}: label map is {seg.shape[1]}x{seg.shape[0]} (WxH), the '
+                f'image {image} is {ori_shape[1]}x{ori_shape[0]}')
+        num_classes = results.get('num_classes')
+        if num_classes is not None:
+            ignore = results.get('ignore_index', 255)
+            values = np.unique(seg)
+            bad = [int(v) for v in values if v >= num_classes and v != ignore]
+            if bad:
+                raise ValueError(
+                    f'{path}: label values {bad} are outside the {num_classes} '
+                    f'classes (0-{num_classes - 1}) and not the ignore index '
+                    f'{ignore}')
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({self.loader!r})'

@@ -1,0 +1,53 @@
+# PST900 (rgb/, thermal/, labels/ per split; 1280x720, 5 classes). Set data_root only.
+dataset_type = 'PST900Dataset'
+data_root = 'data/PST900_RGBT_Dataset/'
+crop_size = (360, 640)
+
+train_pipeline = [
+    dict(type='LoadRGBTImagePair'),
+    dict(type='LoadRGBTSegAnnotations'),
+    dict(
+        type='RandomResize',
+        scale=(640, 360),
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='PerModality',
+        modality='rgb',
+        transforms=[dict(type='PhotoMetricDistortion')]),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadRGBTImagePair'),
+    dict(type='Resize', scale=(640, 360), keep_ratio=True),
+    dict(type='LoadRGBTSegAnnotations'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img='train/rgb', thermal='train/thermal', seg='train/labels'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(
+            img='test/rgb', thermal='test/thermal', seg='test/labels'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
