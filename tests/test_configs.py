@@ -2,6 +2,7 @@
 generated data in its dataset's layout, so no config can rot."""
 import copy
 import glob
+import re
 import os.path as osp
 
 import pytest
@@ -52,11 +53,11 @@ def test_config_loads_and_builds(path):
         assert hasattr(model.backbone, 'modality_branches')
         for loader in ('train_dataloader', 'test_dataloader'):
             Compose(cfg[loader].dataset.pipeline)
-    if path.endswith('_mwam.py') or '_mwam-' in path:
+    if '_mwam' in osp.basename(path):
         assert [h['type'] for h in cfg.custom_hooks] == ['MWAMHook']
-        base = Config.fromfile(path.replace('_mwam-update.py', '.py').replace(
-            '_mwam.py', '.py'))
-        assert cfg.model == base.model  # the variant differs only by the hook
+        base = re.sub(r'_mwam(-\w+)?\.py$', '.py', path)
+        if osp.exists(base):  # the variant differs only by the hook
+            assert cfg.model == Config.fromfile(base).model
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,5 @@
 from .backbones import DualStreamBackbone
+from .detectors import RGBTSingleStageDetector
 from .data_preprocessors import (RGBTDetDataPreprocessor, RGBTPreprocessorMixin,
                                  RGBTSegDataPreprocessor)
 from .fusions import AddFusion, ConcatConvFusion, GatedFusion
@@ -6,5 +7,5 @@ from .fusions import AddFusion, ConcatConvFusion, GatedFusion
 __all__ = [
     'DualStreamBackbone', 'RGBTDetDataPreprocessor', 'RGBTPreprocessorMixin',
     'RGBTSegDataPreprocessor',
-    'AddFusion', 'ConcatConvFusion', 'GatedFusion'
+    'AddFusion', 'ConcatConvFusion', 'GatedFusion', 'RGBTSingleStageDetector'
 ]

@@ -16,7 +16,28 @@ from ..modality import LayoutLike, ModalityLayout
 
 
 class RGBTPreprocessorMixin:
-    """Per-modality normalisation and channel order for stock preprocessors."""
+    """Per-modality normalisation and channel order for stock preprocessors.
+
+    Mixed in before a stock preprocessor class, it takes ``modalities``, ``mean``
+    and ``std`` (see :class:`RGBTDetDataPreprocessor`), passes the other arguments
+    on, and checks and reorders the channels before the stock ``forward``.
+    """
+
+    def __init__(self,
+                 modalities: LayoutLike = None,
+                 mean: Optional[dict] = None,
+                 std: Optional[dict] = None,
+                 **kwargs):
+        for key in ('bgr_to_rgb', 'rgb_to_bgr'):
+            if kwargs.pop(key, False):
+                raise ValueError(
+                    f'{type(self).__name__}: {key} is set per modality in the layout'
+                    " (e.g. dict(name='rgb', bgr_to_rgb=True)), not here")
+        super().__init__(**kwargs)
+        self._init_modalities(modalities, mean, std)
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        return super().forward(self._check_and_reorder(data), training)
 
     def _init_modalities(self, modalities: LayoutLike, mean: Optional[dict],
                          std: Optional[dict]) -> None:
@@ -83,22 +104,6 @@ class RGBTDetDataPreprocessor(RGBTPreprocessorMixin, DetDataPreprocessor):
             ``rgb_to_bgr`` are not accepted: the layout says which modality is BGR.
     """
 
-    def __init__(self,
-                 modalities: LayoutLike = None,
-                 mean: Optional[dict] = None,
-                 std: Optional[dict] = None,
-                 **kwargs):
-        for key in ('bgr_to_rgb', 'rgb_to_bgr'):
-            if kwargs.pop(key, False):
-                raise ValueError(
-                    f'{type(self).__name__}: {key} is set per modality in the layout'
-                    " (e.g. dict(name='rgb', bgr_to_rgb=True)), not here")
-        super().__init__(**kwargs)
-        self._init_modalities(modalities, mean, std)
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        return super().forward(self._check_and_reorder(data), training)
-
 
 @MODELS.register_module()
 class RGBTSegDataPreprocessor(RGBTPreprocessorMixin, SegDataPreProcessor):
@@ -115,19 +120,3 @@ class RGBTSegDataPreprocessor(RGBTPreprocessorMixin, SegDataPreProcessor):
         std (dict, optional): Same for std.
         **kwargs: Other arguments of ``SegDataPreProcessor``.
     """
-
-    def __init__(self,
-                 modalities: LayoutLike = None,
-                 mean: Optional[dict] = None,
-                 std: Optional[dict] = None,
-                 **kwargs):
-        for key in ('bgr_to_rgb', 'rgb_to_bgr'):
-            if kwargs.pop(key, False):
-                raise ValueError(
-                    f'{type(self).__name__}: {key} is set per modality in the layout'
-                    " (e.g. dict(name='rgb', bgr_to_rgb=True)), not here")
-        super().__init__(**kwargs)
-        self._init_modalities(modalities, mean, std)
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        return super().forward(self._check_and_reorder(data), training)

@@ -100,3 +100,33 @@ def test_stream_initialised_from_a_local_checkpoint(tmp_path):
         torch.testing.assert_close(backbone.streams['rgb'].state_dict()[key], value)
     assert not torch.equal(backbone.streams['thermal'].layer1[0].conv1.weight,
                            source.layer1[0].conv1.weight)
+
+
+def test_auxiliary_heads_report_per_modality_losses(mmdet_scope, synthetic_root):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile('configs/detection/'
+                          'retinanet_dual-r18_fpn_aux_1xb8-12e_llvip_mwam-hybrid.py')
+    cfg.model.backbone.backbone.base_channels = 8
+    cfg.model.neck.in_channels = [8, 16, 32, 64]
+    cfg.model.bbox_head.num_classes = 2
+    model = MODELS.build(cfg.model)
+    loader = cfg.train_dataloader
+    loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+    loader.pop('batch_sampler')
+    loader.dataset.update(data_root=synthetic_root,
+                          metainfo=dict(classes=('person', 'vehicle')))
+    batch = next(iter(Runner.build_dataloader(loader)))
+    data = model.data_preprocessor(batch, True)
+    losses = model(**data, mode='loss')
+    for name in ('rgb', 'thermal'):
+        assert f'loss_cls_{name}' in losses and f'loss_bbox_{name}' in losses
+    assert 'loss_cls' in losses
+    model.aux_loss_weight = 0.5
+    halved = model(**data, mode='loss')
+    torch.testing.assert_close(sum(halved['loss_cls_rgb']),
+                               sum(losses['loss_cls_rgb']) * 0.5)
+    plain = MODELS.build(dict(cfg.model, aux_loss_weight=0.0))
+    assert plain.aux_heads is None
+    assert set(plain(**plain.data_preprocessor(batch, True), mode='loss')) == \
+        {'loss_cls', 'loss_bbox'}

@@ -1,5 +1,7 @@
 # FMB (Visible/, Infrared/, Label/ per split; 800x600, 14 classes + unlabeled,
 # reduce_zero_label). Set data_root only.
+_base_ = './mfnet.py'
+
 dataset_type = 'FMBDataset'
 data_root = 'data/FMB/'
 crop_size = (480, 640)
@@ -27,28 +29,19 @@ test_pipeline = [
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        ann_file='',
         data_prefix=dict(
             img='train/Visible', thermal='train/Infrared', seg='train/Label'),
         pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        ann_file='',
         data_prefix=dict(
             img='test/Visible', thermal='test/Infrared', seg='test/Label'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator

@@ -1,4 +1,6 @@
 # PST900 (rgb/, thermal/, labels/ per split; 1280x720, 5 classes). Set data_root only.
+_base_ = './mfnet.py'
+
 dataset_type = 'PST900Dataset'
 data_root = 'data/PST900_RGBT_Dataset/'
 crop_size = (360, 640)
@@ -26,28 +28,19 @@ test_pipeline = [
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        ann_file='',
         data_prefix=dict(
             img='train/rgb', thermal='train/thermal', seg='train/labels'),
         pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
+        ann_file='',
         data_prefix=dict(
             img='test/rgb', thermal='test/thermal', seg='test/labels'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator

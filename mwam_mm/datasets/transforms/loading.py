@@ -10,6 +10,20 @@ from mmengine.registry import TRANSFORMS
 from ...modality import LayoutLike, ModalityLayout
 
 
+def decode_file(path: str, flag: str, backend_args: Optional[dict] = None,
+                imdecode_backend: str = 'cv2') -> np.ndarray:
+    """Read and decode an image file; errors name the file."""
+    try:
+        content = get(path, backend_args=backend_args)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'image file not found: {path}') from None
+    img = mmcv.imfrombytes(content, flag=flag, backend=imdecode_backend)
+    if img is None:
+        raise ValueError(f'cannot decode image file {path} '
+                         f'({len(content)} bytes): not a readable image')
+    return img
+
+
 def read_image(path: str, channels: int, backend_args: Optional[dict] = None,
                imdecode_backend: str = 'cv2') -> np.ndarray:
     """Read ``path`` as an ``H x W x channels`` uint8 array (BGR for 3 channels).
@@ -18,15 +32,8 @@ def read_image(path: str, channels: int, backend_args: Optional[dict] = None,
     channels is replicated, so 3-channel grey thermal files (LLVIP, M3FD) and
     1-channel ones load alike.
     """
-    try:
-        content = get(path, backend_args=backend_args)
-    except FileNotFoundError:
-        raise FileNotFoundError(f'image file not found: {path}') from None
-    flag = 'grayscale' if channels == 1 else 'color'
-    img = mmcv.imfrombytes(content, flag=flag, backend=imdecode_backend)
-    if img is None:
-        raise ValueError(f'cannot decode image file {path} '
-                         f'({len(content)} bytes): not a readable image')
+    img = decode_file(path, 'grayscale' if channels == 1 else 'color',
+                      backend_args, imdecode_backend)
     if img.ndim == 2:
         img = img[..., None]
     return img
@@ -68,14 +75,8 @@ class LoadRGBTImagePair(BaseTransform):
         self.backend_args = backend_args
 
     def _load_stacked(self, path: str) -> np.ndarray:
-        try:
-            content = get(path, backend_args=self.backend_args)
-        except FileNotFoundError:
-            raise FileNotFoundError(f'image file not found: {path}') from None
-        img = mmcv.imfrombytes(content, flag='unchanged',
-                               backend=self.imdecode_backend)
-        if img is None:
-            raise ValueError(f'cannot decode image file {path}: not a readable image')
+        img = decode_file(path, 'unchanged', self.backend_args,
+                          self.imdecode_backend)
         channels = 1 if img.ndim == 2 else img.shape[2]
         if channels != self.layout.num_channels:
             raise ValueError(

@@ -131,8 +131,8 @@ class DualStreamBackbone(BaseModule):
             for name, part in parts.items()
         }
 
-    def forward(self, x: torch.Tensor) -> tuple:
-        outs = self.forward_streams(x)
+    def fuse(self, outs: Dict[str, tuple]) -> tuple:
+        """Fuse the streams' outputs level by level."""
         for name, levels in outs.items():
             if len(levels) != len(self.fusions):
                 raise RuntimeError(
@@ -141,3 +141,6 @@ class DualStreamBackbone(BaseModule):
                     f'{self.out_channels})')
         levels = zip(*(outs[m.name] for m in self.layout))
         return tuple(fuse(list(feats)) for fuse, feats in zip(self.fusions, levels))
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        return self.fuse(self.forward_streams(x))

@@ -1,0 +1,3 @@
+from .rgbt_single_stage import RGBTSingleStageDetector
+
+__all__ = ['RGBTSingleStageDetector']
