@@ -13,6 +13,8 @@ evaluates each with every modality subset (both, RGB-only, thermal-only) and wri
 report.md, report.json, robustness.png and mwam_weights.png into the work dir.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--epochs 12] [--seeds 0 1 2]
+
+On a machine with a GPU, mmengine trains on it by itself.
 """
 import argparse
 import json
@@ -57,8 +59,6 @@ def parse_args():
     parser.add_argument('--data-seed', type=int, default=0)
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--fill', choices=['zero', 'mean'], default='zero')
-    parser.add_argument('--device', default=None,
-                        help="e.g. 'cuda'; default: what mmengine picks")
     return parser.parse_args()
 
 
@@ -94,6 +94,9 @@ def train_and_evaluate(args, variant: str, seed: int) -> dict:
         'train_dataloader.dataset.data_root': args.data_root,
         'val_dataloader.dataset.data_root': args.data_root,
         'test_dataloader.dataset.data_root': args.data_root,
+        # the test pipeline's Resize (step 1) keeps test images at the data's size
+        'val_dataloader.dataset.pipeline.1.scale': (args.width, args.height),
+        'test_dataloader.dataset.pipeline.1.scale': (args.width, args.height),
     }
     if args.max_iters is None:
         options.update({
@@ -118,8 +121,6 @@ def train_and_evaluate(args, variant: str, seed: int) -> dict:
             'test_dataloader.num_workers': 0,
             'test_dataloader.persistent_workers': False,
         })
-    if args.device:
-        options['device'] = args.device
     cfg = load_config(CONFIG.format(VARIANTS[variant]), options, work_dir)
     print(f'[demo] training {variant} (seed {seed}) -> {work_dir}')
     t0 = time.time()

@@ -3,7 +3,7 @@ import os
 import os.path as osp
 import re
 import xml.etree.ElementTree as ET
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from mmdet.datasets import BaseDetDataset
 from mmengine.fileio import list_from_file

@@ -231,9 +231,9 @@ def make_scene(seed: int, split: str, index: int, width: int, height: int,
     scene.background()
     scene.distractors()
     n = rng.randint(1, 6)
-    drawn = []  # (y_bottom, class, obj_id)
     kinds = [classes[rng.randint(len(classes))] for _ in range(n)]
-    # far objects first, so nearer ones occlude them
+    # drawn in random order: later objects partly occlude earlier ones (depth order
+    # is not modelled)
     order = []
     for obj_id, kind in enumerate(kinds):
         box = scene.person(obj_id) if kind == 'person' else scene.vehicle(obj_id)
@@ -296,6 +296,9 @@ def make_synthetic_rgbt(out_dir: str,
                          f'{width}x{height}')
     if not 0.0 <= night_fraction <= 1.0:
         raise ValueError(f'night_fraction must be in [0, 1], got {night_fraction}')
+    if not classes or set(classes) - set(CLASSES):
+        raise ValueError(f'synthetic classes must be a non-empty subset of {CLASSES}, '
+                         f'got {tuple(classes)}')
     counts = {}
     os.makedirs(osp.join(out_dir, 'Annotations'), exist_ok=True)
     for split, num, base in (('train', num_train, 10001), ('test', num_test, 190001)):

@@ -1,11 +1,11 @@
 """The command-line tools, run as a user runs them."""
 import json
 import os
+import socket
 import os.path as osp
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from tests.conftest import ROOT
@@ -18,6 +18,12 @@ def run(args, **kwargs):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
     return subprocess.run([sys.executable] + args, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
 
 
 def write_cfg(cfg, path):
@@ -78,7 +84,8 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_root, tmp_pat
     cfg.custom_imports = dict(imports=['mwam_mm', 'tests.helpers.dist_dump'],
                               allow_failed_imports=False)
     config = write_cfg(cfg, tmp_path / 'dist.py')
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29517', OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=free_port(),
+               OMP_NUM_THREADS='1')
     out = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
                           work], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600)
