@@ -35,8 +35,10 @@ param_scheduler = [
         by_epoch=True,
         eta_min_ratio=0.05)
 ]
+# lr 0.02 diverged on some seeds from scratch (full-modality mAP50 0.03-0.78 over
+# seeds 0-3); 0.01 trained the failing seeds to 0.84 and 0.76
 optim_wrapper = dict(
-    optimizer=dict(lr=0.02), clip_grad=dict(max_norm=35, norm_type=2))
+    optimizer=dict(lr=0.01), clip_grad=dict(max_norm=35, norm_type=2))
 default_hooks = dict(
     logger=dict(interval=10), checkpoint=dict(interval=max_epochs))
 log_processor = dict(window_size=10)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import mwam_mm  # noqa: F401
+from mwam_mm.compat import load_local_checkpoint
 from mwam_mm.engine import MWAMHook
 from tests.helpers.runners import hook_of, params_of, same_params, toy_runner
 
@@ -44,7 +45,7 @@ def test_without_the_bank_in_the_checkpoint_resume_differs(tmp_path):
     full.train()
     first = toy_runner(tmp_path / 'split', epochs=1, hooks=[RecordK()], name='s1')
     first.train()
-    ckpt = torch.load(tmp_path / 'split' / 'epoch_1.pth', weights_only=False)
+    ckpt = load_local_checkpoint(str(tmp_path / 'split' / 'epoch_1.pth'))
     del ckpt['mwam']
     torch.save(ckpt, tmp_path / 'split' / 'no_bank.pth')
     second = toy_runner(tmp_path / 'split', epochs=2, hooks=[RecordK()], name='s2',
