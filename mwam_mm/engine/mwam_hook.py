@@ -311,9 +311,10 @@ class MWAMHook(Hook):
                 f'MWAMHook: non-finite FRM for {nonfinite} ({frm}); their weight is 1 '
                 'this iteration and the bank keeps its value', logger='current',
                 level=logging.WARNING)
-        for n in names:
-            self._update_k_sum[n] += self.weights[n]
-        self._update_k_count += 1
+        if 'update' in self.apply:  # averaged over accumulated micro-batches
+            for n in names:
+                self._update_k_sum[n] += self.weights[n]
+            self._update_k_count += 1
 
     def _weight(self, name: str) -> Optional[float]:
         if not self._active or self.weights is None:
