@@ -1,12 +1,15 @@
 """MWAM's training overhead on a small dual-stream detector, side by side.
 
 Two identical copies of the demo's slim dual-stream RetinaNet, one with MWAMHook
-installed, take alternating training steps (which one goes first alternates too) on
-the same real batches of the synthetic dataset; prints the median iteration time of
-each and their ratio as one JSON line per apply mode.
+installed (FRM, bank, weights, their application and the per-branch gradient norms
+it logs), take alternating training steps (which one goes first alternates too) on
+the same real batches of the synthetic dataset. One repeat gives the median
+iteration time of each and their ratio; the measurement is repeated (fresh models
+each time) and one JSON line per apply mode reports every repeat's ratio and their
+median, the figure to quote.
 
-    python benchmarks/mwam_overhead.py [--iters 60] [--warmup 3] [--batch-size 8]
-        [--modes grad update] [--device cpu|cuda]
+    python benchmarks/mwam_overhead.py [--iters 60] [--warmup 3] [--repeats 3]
+        [--batch-size 8] [--modes grad update] [--device cpu|cuda]
 """
 import argparse
 import copy
@@ -54,10 +57,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iters', type=int, default=60)
     parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=3,
+                        help='side-by-side measurements; the median ratio is '
+                        'reported (at least 3)')
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--modes', nargs='+', default=['grad', 'update'])
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args()
+    if args.repeats < 3:
+        parser.error(f'--repeats must be at least 3 (the median of repeats is '
+                     f'the figure), got {args.repeats}')
 
     cfg = Config.fromfile(CONFIG)
     DefaultScope.get_instance('mwam-overhead', scope_name=cfg.default_scope)
@@ -65,41 +74,54 @@ def main():
         make_synthetic_rgbt(data_root, seed=0, num_train=64, num_test=1)
         data = batches(cfg, data_root, args.batch_size, args.warmup + args.iters)
     for mode in args.modes:
-        torch.manual_seed(0)
-        plain = MODELS.build(copy.deepcopy(cfg.model)).to(args.device)
-        balanced = copy.deepcopy(plain)
-        runners = {}
-        for name, model in (('plain', plain), ('mwam', balanced)):
-            model.train()
-            runners[name] = SimpleNamespace(
-                model=model,
-                optim_wrapper=build_optim_wrapper(model, copy.deepcopy(
-                    cfg.optim_wrapper)),
-                message_hub=MessageHub.get_instance(f'overhead-{mode}-{name}'))
-        hook = MWAMHook(apply=mode)
-        hook.before_train(runners['mwam'])
-        times = dict(plain=[], mwam=[])
-        for i, batch in enumerate(data):
-            order = ['plain', 'mwam'] if i % 2 == 0 else ['mwam', 'plain']
-            for name in order:
-                runner = runners[name]
-                sync(args.device)
-                t0 = time.perf_counter()
-                if name == 'mwam':
-                    hook.before_train_iter(runner, i)
-                runner.model.train_step(batch, runner.optim_wrapper)
-                if name == 'mwam':
-                    hook.after_train_iter(runner, i)
-                sync(args.device)
-                if i >= args.warmup:
-                    times[name].append(time.perf_counter() - t0)
-        plain_ms = statistics.median(times['plain']) * 1000
-        mwam_ms = statistics.median(times['mwam']) * 1000
+        repeats = [measure(cfg, data, mode, args) for _ in range(args.repeats)]
+        ratios = [r['ratio'] for r in repeats]
         print(json.dumps(dict(
             mode=mode, device=args.device, batch_size=args.batch_size,
-            timed_iters=len(times['plain']), plain_median_ms=round(plain_ms, 1),
-            mwam_median_ms=round(mwam_ms, 1), ratio=round(mwam_ms / plain_ms, 4),
-            final_weights=hook.weights)))
+            timed_iters=args.iters, repeats=len(repeats),
+            plain_median_ms=[r['plain_ms'] for r in repeats],
+            mwam_median_ms=[r['mwam_ms'] for r in repeats],
+            ratios=ratios, ratio=round(statistics.median(ratios), 4),
+            final_weights=repeats[-1]['weights'])))
+
+
+def measure(cfg, data, mode, args) -> dict:
+    """One side-by-side measurement: median ms of each copy and their ratio."""
+    torch.manual_seed(0)
+    plain = MODELS.build(copy.deepcopy(cfg.model)).to(args.device)
+    balanced = copy.deepcopy(plain)
+    runners = {}
+    for name, model in (('plain', plain), ('mwam', balanced)):
+        model.train()
+        runners[name] = SimpleNamespace(
+            model=model,
+            optim_wrapper=build_optim_wrapper(model,
+                                              copy.deepcopy(cfg.optim_wrapper)),
+            message_hub=MessageHub.get_instance(
+                f'overhead-{mode}-{name}-{id(model)}'))
+    hook = MWAMHook(apply=mode)
+    hook.before_run(runners['mwam'])
+    hook.before_train(runners['mwam'])
+    times = dict(plain=[], mwam=[])
+    for i, batch in enumerate(data):
+        order = ['plain', 'mwam'] if i % 2 == 0 else ['mwam', 'plain']
+        for name in order:
+            runner = runners[name]
+            sync(args.device)
+            t0 = time.perf_counter()
+            if name == 'mwam':
+                hook.before_train_iter(runner, i)
+            runner.model.train_step(batch, runner.optim_wrapper)
+            if name == 'mwam':
+                hook.after_train_iter(runner, i)
+            sync(args.device)
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - t0)
+    hook.after_train(runners['mwam'])
+    plain_ms = statistics.median(times['plain']) * 1000
+    mwam_ms = statistics.median(times['mwam']) * 1000
+    return dict(plain_ms=round(plain_ms, 1), mwam_ms=round(mwam_ms, 1),
+                ratio=round(mwam_ms / plain_ms, 4), weights=hook.weights)
 
 
 if __name__ == '__main__':

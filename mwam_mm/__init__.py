@@ -16,9 +16,12 @@ install_checkpoint_loader()
 from . import datasets, engine, evaluation, models  # noqa: E402,F401
 from .frm import FrequencyRatioMetric, MWAMWeighting, frequency_ratio_metric  # noqa
 from .modality import DEFAULT_MODALITIES, Modality, ModalityLayout  # noqa: E402
+from .modality_dropout import ModalityDropoutSampler  # noqa: E402
+from .presence import batch_presence, current_batch_presence  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
     '__version__', 'frequency_ratio_metric', 'FrequencyRatioMetric',
-    'MWAMWeighting', 'Modality', 'ModalityLayout', 'DEFAULT_MODALITIES'
+    'MWAMWeighting', 'Modality', 'ModalityLayout', 'DEFAULT_MODALITIES',
+    'ModalityDropoutSampler', 'batch_presence', 'current_batch_presence'
 ]

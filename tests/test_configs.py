@@ -41,7 +41,15 @@ def test_configs_are_discovered():
         for detector in ('retinanet', 'faster-rcnn'):
             plain = f'configs/detection/{detector}_dual-r18_fpn_1xb8-12e_{dataset}.py'
             assert plain in names
-            assert plain.replace('.py', '_mwam.py') in names
+            for suffix in ('_mwam', '_moddrop', '_moddrop-mwam'):
+                assert plain.replace('.py', f'{suffix}.py') in names
+    for plain in ('configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_'
+                  'synthetic.py',
+                  'configs/segmentation/deeplabv3plus_dual-r18-d8_1xb2-80k_'
+                  'mfnet.py',
+                  'configs/segmentation/segformer_dual-mit-b0_1xb2-160k_mfnet.py'):
+        for suffix in ('_moddrop', '_moddrop-mwam'):
+            assert plain.replace('.py', f'{suffix}.py') in names
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=rel)
@@ -53,11 +61,18 @@ def test_config_loads_and_builds(path):
         assert hasattr(model.backbone, 'modality_branches')
         for loader in ('train_dataloader', 'test_dataloader'):
             Compose(cfg[loader].dataset.pipeline)
-    if '_mwam' in osp.basename(path):
+    name = osp.basename(path)
+    if '_mwam' in name or name.endswith('_moddrop-mwam.py'):
         assert [h['type'] for h in cfg.custom_hooks] == ['MWAMHook']
-        base = re.sub(r'_mwam(-\w+)?\.py$', '.py', path)
+        base = re.sub(r'[_-]mwam(-\w+)?\.py$', '.py', path)
         if osp.exists(base):  # the variant differs only by the hook
             assert cfg.model == Config.fromfile(base).model
+    if re.search(r'_moddrop(-input)?\.py$', name):
+        base = Config.fromfile(re.sub(r'_moddrop(-input)?\.py$', '.py', path))
+        dropout = cfg.model.data_preprocessor.pop('modality_dropout')
+        assert cfg.model == base.model  # the variant differs only by dropout
+        expected = 'input' if name.endswith('-input.py') else 'feature'
+        assert dropout['level'] == expected
 
 
 @pytest.fixture(scope='module')

@@ -3,14 +3,21 @@
 Makes the synthetic RGB-T dataset (LLVIP layout) if absent, trains the same slim
 dual-stream RetinaNet with the same schedule and seed
 
-  baseline     no balancing
-  moddrop      modality dropout (one modality blanked in half the samples)
-  mwam         MWAM, paper preset, gradients scaled (the public release's mode)
-  mwam-update  MWAM, paper preset, updates scaled (the paper's Algorithm 1)
-  (mwam-robust MWAM with the well-conditioned FRM; only with --variants)
+  baseline      no balancing
+  moddrop       modality dropout as the authors' release trains: kept subset
+                uniform over the non-empty subsets, dropped at the feature level
+  moddrop-mwam  MWAM (paper preset, gradients scaled) on top of that dropout:
+                MWAM as its authors run it
+  mwam          MWAM alone, gradients scaled (the public release's mode)
+  mwam-update   MWAM alone, updates scaled (the paper's Algorithm 1)
+  (moddrop-input: input-level dropout, one modality blanked in half the samples;
+   mwam-robust: MWAM with the well-conditioned FRM; only with --variants)
 
-evaluates each with every modality subset (both, RGB-only, thermal-only) and writes
-report.md, report.json, robustness.png and mwam_weights.png into the work dir.
+evaluates each with every modality subset (both, RGB-only, thermal-only) in two
+scenarios, ``blank`` (the missing camera gives black frames, the model is not told)
+and ``missing`` (the model is told), and writes report.md, report.json,
+robustness.png and mwam_weights.png (FRM, K and the gradient norm reaching each
+branch, per iteration) into the work dir.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--epochs 12] [--seeds 0 1 2]
 
@@ -26,7 +33,8 @@ import time
 import mwam_mm  # noqa: F401
 from mwam_mm.datasets import make_synthetic_rgbt
 from mwam_mm.engine import build_runner, load_config
-from mwam_mm.evaluation import evaluate_subsets, summarize, write_report
+from mwam_mm.evaluation import (SCENARIOS, evaluate_scenarios, summarize,
+                                write_report)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'detection',
@@ -34,11 +42,15 @@ CONFIG = osp.join(ROOT, 'configs', 'detection',
 VARIANTS = {
     'baseline': '',
     'moddrop': '_moddrop',
+    'moddrop-mwam': '_moddrop-mwam',
     'mwam': '_mwam',
     'mwam-update': '_mwam-update',
-    'mwam-robust': '_mwam-robust',  # analysis only: not in the default run
+    # analysis only: not in the default run
+    'moddrop-input': '_moddrop-input',
+    'mwam-robust': '_mwam-robust',
 }
-DEFAULT_VARIANTS = ['baseline', 'moddrop', 'mwam', 'mwam-update']
+DEFAULT_VARIANTS = ['baseline', 'moddrop', 'moddrop-mwam', 'mwam', 'mwam-update']
+HISTORY_PREFIXES = ('train/mwam_', 'train/grad_norm_')
 METRIC = 'pascal_voc/mAP'  # VOC mAP at IoU 0.5 (mAP50)
 
 
@@ -59,6 +71,8 @@ def parse_args():
     parser.add_argument('--data-seed', type=int, default=0)
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--fill', choices=['zero', 'mean'], default='zero')
+    parser.add_argument('--scenarios', nargs='+', choices=SCENARIOS,
+                        default=list(SCENARIOS))
     return parser.parse_args()
 
 
@@ -122,6 +136,8 @@ def train_and_evaluate(args, variant: str, seed: int) -> dict:
             'test_dataloader.persistent_workers': False,
         })
     cfg = load_config(CONFIG.format(VARIANTS[variant]), options, work_dir)
+    if not cfg.get('custom_hooks'):  # the same diagnostic for every variant
+        cfg.custom_hooks = [dict(type='BranchGradNormHook')]
     print(f'[demo] training {variant} (seed {seed}) -> {work_dir}')
     t0 = time.time()
     runner = build_runner(cfg)
@@ -129,28 +145,33 @@ def train_and_evaluate(args, variant: str, seed: int) -> dict:
     train_s = time.time() - t0
     history = {}
     for key in runner.message_hub.log_scalars:
-        if key.startswith('train/mwam_'):
+        if key.startswith(HISTORY_PREFIXES):
             history[key[len('train/'):]] = runner.message_hub.get_scalar(
                 key).data[0].tolist()
-    _, scores = evaluate_subsets(runner, runner.model.backbone.layout, args.fill,
-                                 METRIC)
-    summary = summarize(scores, runner.model.backbone.layout)
-    print(f'[demo] {variant} seed {seed}: {json.dumps(summary["scores"])} '
-          f'({train_s:.0f} s training)')
-    return dict(summary=summary, train_seconds=train_s, mwam_history=history)
+    layout = runner.model.backbone.layout
+    _, scores = evaluate_scenarios(runner, layout, args.fill, METRIC,
+                                   args.scenarios)
+    summaries = {s: summarize(per_subset, layout)
+                 for s, per_subset in scores.items()}
+    for scenario, summary in summaries.items():
+        print(f'[demo] {variant} seed {seed} {scenario}: '
+              f'{json.dumps(summary["scores"])}')
+    print(f'[demo] {variant} seed {seed}: {train_s:.0f} s training')
+    return dict(summaries=summaries, train_seconds=train_s, history=history)
 
 
-def aggregate(runs: list) -> dict:
+def aggregate(runs: list, scenario: str) -> dict:
     """Mean over seeds (and the standard deviation when there are several)."""
-    subsets = list(runs[0]['summary']['scores'])
+    summaries = [r['summaries'][scenario] for r in runs]
+    subsets = list(summaries[0]['scores'])
     out = dict(scores={}, spread={})
     for s in subsets:
-        values = [r['summary']['scores'][s] for r in runs]
+        values = [summary['scores'][s] for summary in summaries]
         out['scores'][s] = statistics.fmean(values)
         out['spread'][s] = statistics.stdev(values) if len(values) > 1 else 0.0
-    means = [r['summary']['mean'] for r in runs]
-    pcrs = [r['summary']['collapse_rate'] for r in runs
-            if r['summary']['collapse_rate'] is not None]
+    means = [summary['mean'] for summary in summaries]
+    pcrs = [summary['collapse_rate'] for summary in summaries
+            if summary['collapse_rate'] is not None]
     out['mean'] = statistics.fmean(means)
     out['collapse_rate'] = statistics.fmean(pcrs) if pcrs else None
     out['mean_spread'] = statistics.stdev(means) if len(means) > 1 else 0.0
@@ -166,39 +187,37 @@ def moving_average(values, window=25):
     return out
 
 
-def plot_mwam(histories: dict, path: str) -> None:
-    """FRM (log scale) and K per modality per iteration, K's moving average bold.
+def plot_training(histories: dict, path: str) -> None:
+    """Per iteration: FRM (log scale), MWAM's K and the gradient norm reaching
+    each modality's branch; K and the norms with their moving average in bold.
 
-    Variants whose histories are identical (same data and seed: FRM is computed on
-    the input) are drawn once.
+    Variants whose FRM and K are identical (same data and seed: FRM is computed
+    on the input) are still drawn separately in the gradient-norm panel.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    distinct = {}
-    for variant, history in histories.items():
-        same = next((v for v, h in distinct.items() if h == history), None)
-        if same is None:
-            distinct[variant] = history
-        else:
-            distinct[f'{same}, {variant}'] = distinct.pop(same)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for variant, history in distinct.items():
-        for key, values in sorted(history.items()):
-            modality = key.split('_', 2)[2]
-            label = f'{variant}: {modality}'
-            if key.startswith('mwam_frm_'):
-                axes[0].plot(values, label=label, linewidth=0.6)
-            else:
-                line, = axes[1].plot(values, linewidth=0.3, alpha=0.4)
-                axes[1].plot(moving_average(values), color=line.get_color(),
-                             linewidth=1.6, label=f'{label} (moving avg 25)')
-    axes[0].set_yscale('log')
-    axes[0].set_title('FRM per modality (per iteration)')
-    axes[1].set_title('MWAM weight K per modality')
-    for ax in axes:
+    panels = (('mwam_frm_', 'FRM per modality'), ('mwam_k_', 'MWAM weight K'),
+              ('grad_norm_', 'gradient norm reaching each branch'))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+    for ax, (prefix, title) in zip(axes, panels):
+        for variant, history in histories.items():
+            for key, values in sorted(history.items()):
+                if not key.startswith(prefix):
+                    continue
+                label = f'{variant}: {key[len(prefix):]}'
+                if prefix == 'mwam_frm_':
+                    ax.plot(values, label=label, linewidth=0.6)
+                    continue
+                line, = ax.plot(values, linewidth=0.3, alpha=0.3)
+                ax.plot(moving_average(values), color=line.get_color(),
+                        linewidth=1.5, label=label)
+        if prefix != 'mwam_k_':
+            ax.set_yscale('log')
+        ax.set_title(f'{title} (per iteration)', fontsize=9)
         ax.set_xlabel('iteration')
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -212,13 +231,18 @@ def main():
     for seed in args.seeds:
         for variant in args.variants:
             results[variant].append(train_and_evaluate(args, variant, seed))
-    summaries = {v: aggregate(runs) for v, runs in results.items()}
-    histories = {v: runs[0]['mwam_history'] for v, runs in results.items()
-                 if runs[0]['mwam_history']}
-    weights = {}
+    summaries = {
+        scenario: {v: aggregate(runs, scenario) for v, runs in results.items()}
+        for scenario in args.scenarios
+    }
+    histories = {v: runs[0]['history'] for v, runs in results.items()
+                 if runs[0]['history']}
+    weights, grad_norms = {}, {}
     for v, history in histories.items():
         tail = {k: statistics.fmean(x[len(x) // 2:]) for k, x in history.items()}
-        weights[v] = tail
+        if any(k.startswith('mwam_') for k in tail):
+            weights[v] = {k: x for k, x in tail.items() if k.startswith('mwam_')}
+        grad_norms[v] = {k: x for k, x in tail.items() if k.startswith('grad_norm_')}
     extra = dict(
         seeds=args.seeds, epochs=args.epochs, fill=args.fill,
         data=dict(root=args.data_root, num_train=args.num_train,
@@ -226,21 +250,27 @@ def main():
         train_seconds={v: [r['train_seconds'] for r in runs]
                        for v, runs in results.items()},
         mwam_second_half_means=weights,
+        grad_norm_second_half_means=grad_norms,
         wall_seconds=time.time() - t_start)
     report = write_report(summaries, 'mAP50', args.work_dir, name='report',
                           extra=extra)
     os.replace(report['chart'], osp.join(args.work_dir, 'robustness.png'))
     if histories:
-        plot_mwam(histories, osp.join(args.work_dir, 'mwam_weights.png'))
+        plot_training(histories, osp.join(args.work_dir, 'mwam_weights.png'))
     spread = ''
     if len(args.seeds) > 1:
-        spread = '\nSpread (std over seeds) of the mean: ' + ', '.join(
-            f'{v} {s["mean_spread"]:.3f}' for v, s in summaries.items()) + '\n'
+        spread = ''.join(
+            f'\nSpread (std over seeds) of the mean, {scenario}: ' + ', '.join(
+                f'{v} {s["mean_spread"]:.3f}' for v, s in per.items()) + '\n'
+            for scenario, per in summaries.items())
     with open(report['markdown'], 'a') as f:
         f.write(spread)
-        if weights:
-            f.write('\nMWAM, mean over the second half of training:\n\n')
-            for v, w in weights.items():
+        means = {v: dict(weights.get(v, {}), **grad_norms.get(v, {}))
+                 for v in histories}
+        if means:
+            f.write('\nMWAM and the gradient norm reaching each branch, mean over '
+                    'the second half of training:\n\n')
+            for v, w in means.items():
                 f.write(f'- {v}: ' + ', '.join(f'{k} {x:.4g}'
                                                for k, x in sorted(w.items())) + '\n')
         f.write(f'\nSeeds {args.seeds}, {args.epochs} epochs, '

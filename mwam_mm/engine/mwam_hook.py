@@ -1,18 +1,19 @@
 """MWAMHook: modality balancing with FRM-driven weights, during training only."""
 import logging
-from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Union
+import math
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 from mmengine.dist import all_reduce
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-from mmengine.optim import OptimWrapperDict
 from mmengine.registry import HOOKS
 
 from ..frm import MWAMWeighting, frequency_ratio_metric
+from ..presence import current_batch_presence
+from .balancing_hook import ModalityBalancingHook, module_names
+from .modulation import (BranchModulation, GradientModulation, LossModulation,
+                         UpdateModulation, optimizers_of)
 
 APPLY_MODES = ('grad', 'update', 'loss')
 ADAPTIVE_OPTIMIZERS = ('Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'Adagrad',
@@ -21,30 +22,8 @@ ADAPTIVE_OPTIMIZERS = ('Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'Adagrad',
 MAX_NONFINITE_WARNINGS = 10
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
-
-
-def _tensors(output) -> List[torch.Tensor]:
-    """The tensors in a module's output (tensor, or nested tuple/list/dict)."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, (list, tuple)):
-        return [t for item in output for t in _tensors(item)]
-    return []
-
-
-def _module_names(model: nn.Module, max_depth: int = 3, limit: int = 60) -> str:
-    names = [n for n, _ in model.named_modules() if n and n.count('.') < max_depth]
-    shown = ', '.join(names[:limit])
-    more = f', ... ({len(names) - limit} more)' if len(names) > limit else ''
-    return shown + more
-
-
 @HOOKS.register_module()
-class MWAMHook(Hook):
+class MWAMHook(ModalityBalancingHook):
     """Multimodal Weight Allocation Module (MWAM) as an mmengine hook.
 
     Each training iteration it computes the Frequency Ratio Metric (FRM) of every
@@ -68,8 +47,19 @@ class MWAMHook(Hook):
     - ``'hybrid'``: ``'grad'`` plus ``'loss'``; any list such as
       ``['update', 'loss']`` is accepted too.
 
+    **Which samples count.** A sample whose modality is known missing (the
+    batch's presence mask, e.g. from feature-level modality dropout) or blanked
+    (a constant image, apart from padding: a black frame has no high band, so the
+    paper's FRM of it explodes) does not count in that modality's FRM. FRM (a sum
+    over the batch) is then taken over the counted samples and scaled to the batch
+    size, so batches with different numbers of counted samples compare. A batch
+    in which a modality has no counted sample leaves its bank and its weight as
+    they were.
+
     Nothing runs outside training iterations, and the hook adds no parameters or
-    buffers to the model: the checkpoint is an ordinary model.
+    buffers to the model: the checkpoint is an ordinary model. The weights are
+    applied by the shared modulations of :mod:`mwam_mm.engine.modulation`; this
+    hook keeps FRM, the bank, the logging and its state.
 
     Args:
         branches (dict, optional): ``{modality: module path}`` of each modality's own
@@ -94,9 +84,11 @@ class MWAMHook(Hook):
             tensor it is computed on, so that a 1-channel thermal input is compared
             on equal terms with 3-channel RGB (the paper's setting has 3 channels for
             every modality). Default True.
+        log_grad_norm (bool): Log ``grad_norm_<modality>`` every iteration (see
+            :class:`ModalityBalancingHook`). Default True.
+        modalities (list[dict], optional): The modality layout, for a model whose
+            backbone has none. Branch names must be its modality names.
     """
-
-    priority = 'NORMAL'
 
     def __init__(self,
                  branches: Optional[Dict[str, str]] = None,
@@ -111,9 +103,11 @@ class MWAMHook(Hook):
                  sigma: float = 1e-6,
                  frm: Optional[dict] = None,
                  frm_source: str = 'input',
-                 per_channel: bool = True):
+                 per_channel: bool = True,
+                 log_grad_norm: bool = True,
+                 modalities=None):
+        super().__init__(branches, log_grad_norm, modalities)
         self.apply = self._parse_apply(apply)
-        self.branch_paths = dict(branches) if branches is not None else None
         self.weighting_cfg = dict(
             preset=preset, alpha=alpha, beta=beta, lam=lam, gamma=gamma,
             momentum=momentum, bank_init=bank_init, sigma=sigma)
@@ -128,15 +122,12 @@ class MWAMHook(Hook):
         self.per_channel = per_channel
 
         self.weighting: Optional[MWAMWeighting] = None
-        self.branches: Dict[str, nn.Module] = {}
         self.frm_values: Dict[str, torch.Tensor] = {}
+        self.frm_counts: Dict[str, torch.Tensor] = {}
         self.weights: Optional[Dict[str, float]] = None
-        self._pending_state: Optional[dict] = None
-        self._handles: List = []
-        self._active = False
-        self._update_k_sum: Dict[str, float] = defaultdict(float)
-        self._update_k_count = 0
-        self._snapshots: Dict[str, List[torch.Tensor]] = {}
+        self.last_weights: Dict[str, float] = {}
+        self._handles = []
+        self._recording = False
         self._nonfinite_warnings = 0
 
     @staticmethod
@@ -154,64 +145,34 @@ class MWAMHook(Hook):
         return modes
 
     # ------------------------------------------------------------------ set-up
-    def before_train(self, runner) -> None:
-        model = _unwrap(runner.model)
-        self.branches = self._resolve_branches(model)
-        names = list(self.branches)
-        self.weighting = MWAMWeighting(names, **self.weighting_cfg)
-        if self._pending_state is not None:
-            self.weighting.load_state_dict(self._pending_state)
-            self._pending_state = None
-        self._install_frm_hooks()
+    def setup(self, runner) -> None:
+        self.weighting = MWAMWeighting(list(self.branches), **self.weighting_cfg)
+        self.last_weights = {}
+        self._modality_index = {n: self.layout.names.index(n) for n in self.branches}
+        self._input_channels = ({
+            n: self.layout[n].channels for n in self.branches
+        } if self.frm_source == 'input' else {})
+
+    def build_modulations(self, runner) -> Dict[str, BranchModulation]:
+        built = {}
         if 'grad' in self.apply:
-            self._install_grad_hooks()
+            built['grad'] = GradientModulation(self.branches, self._weight)
         if 'update' in self.apply:
-            self._install_update_hooks(runner)
+            built['update'] = UpdateModulation(self.branches)
         if 'loss' in self.apply:
-            self._handles.append(
-                model.register_forward_hook(self._scale_losses, with_kwargs=True))
+            built['loss'] = LossModulation(self.branches, self._weight, 'MWAMHook')
+        return built
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        self._install_frm_hooks()
         self._warn_adaptive(runner)
         print_log(
-            f'MWAMHook: modalities {names}, apply={list(self.apply)}, '
-            f'K = {self.weighting.alpha} - {self.weighting.beta} * sigmoid('
-            f'{self.weighting.lam} * (T - {self.weighting.gamma})), '
-            f'FRM source {self.frm_source!r}', logger='current')
-
-    def _resolve_branches(self, model: nn.Module) -> Dict[str, nn.Module]:
-        if self.branch_paths is None:
-            backbone = getattr(model, 'backbone', model)
-            if not hasattr(backbone, 'modality_branches'):
-                raise RuntimeError(
-                    'MWAMHook: the model has no backbone with modality_branches() '
-                    '(such as DualStreamBackbone); name the branches, e.g. '
-                    "branches=dict(rgb='backbone.rgb_stream', thermal='backbone."
-                    "thermal_stream'). Available modules: " + _module_names(model))
-            branches = dict(backbone.modality_branches())
-        else:
-            branches = {}
-            for name, path in self.branch_paths.items():
-                try:
-                    branches[name] = model.get_submodule(path)
-                except AttributeError:
-                    raise AttributeError(
-                        f'MWAMHook: branch {name!r}: the model has no module '
-                        f'{path!r}. Available modules: {_module_names(model)}'
-                    ) from None
-        if len(branches) < 2:
-            raise ValueError(f'MWAMHook needs at least two modality branches, got '
-                             f'{list(branches)}')
-        seen = {}
-        for name, module in branches.items():
-            params = list(module.parameters())
-            if not params:
-                raise ValueError(f'MWAMHook: branch {name!r} has no parameters')
-            for p in params:
-                if id(p) in seen:
-                    raise ValueError(
-                        f'MWAMHook: branches {seen[id(p)]!r} and {name!r} share '
-                        'parameters; MWAM needs one branch of its own per modality')
-                seen[id(p)] = name
-        return branches
+            f'MWAMHook: modalities {list(self.branches)}, apply='
+            f'{list(self.apply)}, K = {self.weighting.alpha} - '
+            f'{self.weighting.beta} * sigmoid({self.weighting.lam} * (T - '
+            f'{self.weighting.gamma})), FRM source {self.frm_source!r}',
+            logger='current')
 
     def _install_frm_hooks(self) -> None:
         for name, branch in self.branches.items():
@@ -219,58 +180,25 @@ class MWAMHook(Hook):
                 def pre_hook(module, args, name=name):
                     self._record(name, module, args[0])
                 self._handles.append(branch.register_forward_pre_hook(pre_hook))
-            else:
-                try:
-                    source = branch.get_submodule(self.frm_source)
-                except AttributeError:
-                    raise AttributeError(
-                        f'MWAMHook: frm_source {self.frm_source!r} is not a module of '
-                        f'branch {name!r}. Its modules: {_module_names(branch)}'
-                    ) from None
+                continue
+            try:
+                source = branch.get_submodule(self.frm_source)
+            except AttributeError:
+                raise AttributeError(
+                    f'MWAMHook: frm_source {self.frm_source!r} is not a module of '
+                    f'branch {name!r}. Its modules: {module_names(branch)}'
+                ) from None
 
-                def fwd_hook(module, args, output, name=name, branch=branch):
-                    if isinstance(output, (tuple, list)):
-                        output = output[0]
-                    self._record(name, branch, output)
-                self._handles.append(source.register_forward_hook(fwd_hook))
-
-    def _install_grad_hooks(self) -> None:
-        # The gradient reaching a branch's parameters flows back only through its
-        # outputs, so scaling the output gradients by K scales every parameter
-        # gradient of the branch by exactly K (chain rule), with a few hook calls
-        # per iteration instead of one per parameter.
-        for name, branch in self.branches.items():
-            def scale_outputs(module, args, output, name=name):
-                if self._active and module.training:
-                    for tensor in _tensors(output):
-                        if tensor.requires_grad:
-                            tensor.register_hook(
-                                lambda g, name=name: self._scale_grad(g, name))
-            self._handles.append(branch.register_forward_hook(scale_outputs))
-
-    def _optimizers(self, runner) -> list:
-        wrapper = runner.optim_wrapper
-        wrappers = (wrapper.values()
-                    if isinstance(wrapper, OptimWrapperDict) else [wrapper])
-        return [w.optimizer for w in wrappers]
-
-    def _install_update_hooks(self, runner) -> None:
-        optimizers = self._optimizers(runner)
-        owned = {id(p) for opt in optimizers for g in opt.param_groups
-                 for p in g['params']}
-        self._update_params = {
-            name: [p for p in branch.parameters()
-                   if p.requires_grad and id(p) in owned]
-            for name, branch in self.branches.items()
-        }
-        for opt in optimizers:
-            self._handles.append(opt.register_step_pre_hook(self._snapshot))
-            self._handles.append(opt.register_step_post_hook(self._scale_update))
+            def fwd_hook(module, args, output, name=name, branch=branch):
+                if isinstance(output, (tuple, list)):
+                    output = output[0]
+                self._record(name, branch, output)
+            self._handles.append(source.register_forward_hook(fwd_hook))
 
     def _warn_adaptive(self, runner) -> None:
         if 'grad' not in self.apply:
             return
-        adaptive = [type(o).__name__ for o in self._optimizers(runner)
+        adaptive = [type(o).__name__ for o in optimizers_of(runner)
                     if type(o).__name__ in ADAPTIVE_OPTIMIZERS]
         if adaptive:
             print_log(
@@ -281,96 +209,93 @@ class MWAMHook(Hook):
 
     # --------------------------------------------------------- each iteration
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        self._active = True
-        self.frm_values = {}
+        super().before_train_iter(runner, batch_idx, data_batch)
+        self._recording = True
+        self.frm_values, self.frm_counts = {}, {}
         self.weights = None
+
+    def _counted_samples(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """Samples that count in ``name``'s FRM: present and not blanked."""
+        planes = tensor.detach().flatten(2)  # (B, C, H*W)
+        low = planes.amin(dim=2, keepdim=True)
+        high = planes.amax(dim=2, keepdim=True)
+        # constant apart from one padding value, in every channel
+        blank = ((planes == low) | (planes == high)).all(dim=2).all(dim=1)
+        counted = ~blank
+        presence = current_batch_presence()
+        if presence is not None and presence.shape[0] == tensor.shape[0]:
+            counted &= presence[:, self._modality_index[name]].to(counted.device)
+        return counted
 
     def _record(self, name: str, module: nn.Module, tensor: torch.Tensor) -> None:
         # also skips re-runs of the forward by activation checkpointing
-        if not self._active or not module.training or name in self.frm_values:
+        if (not self._recording or not module.training
+                or name in self.frm_values):
             return
-        frm = frequency_ratio_metric(tensor, **self.frm_cfg)
-        if self.per_channel:  # the channels FRM summed over: input or features
-            frm = frm / tensor.shape[1]
+        self._check_branch_input(name, tensor)
+        counted = self._counted_samples(name, tensor)
+        count = int(counted.sum())
+        if count == 0:
+            frm = torch.zeros((), dtype=torch.float64, device=tensor.device)
+        else:
+            frm = frequency_ratio_metric(
+                tensor if count == tensor.shape[0] else tensor[counted],
+                **self.frm_cfg)
+            if self.frm_cfg.get('mode', 'paper') == 'paper':
+                frm = frm * (tensor.shape[0] / count)  # a sum over the batch
+            if self.per_channel:  # the channels FRM summed over: input or features
+                frm = frm / tensor.shape[1]
         self.frm_values[name] = frm
+        self.frm_counts[name] = count
         if len(self.frm_values) == len(self.branches):
             self._compute_weights()
 
+    def _check_branch_input(self, name: str, tensor: torch.Tensor) -> None:
+        expected = self._input_channels.get(name)
+        if expected is not None and tensor.shape[1] != expected:
+            raise ValueError(
+                f'MWAMHook: branch {name!r} receives {tensor.shape[1]} channels, '
+                f'but modality {name!r} has {expected} in the layout: the branch '
+                'must be the whole stream of that modality (its input the '
+                "modality's image), not a later stage")
+
     def _compute_weights(self) -> None:
         names = list(self.branches)
-        values = torch.stack([self.frm_values[n] for n in names])
-        # ranks average their FRM, so every rank computes the same K
-        all_reduce(values, op='mean')  # in place; a no-op without distribution
+        counts = torch.tensor([float(self.frm_counts[n]) for n in names],
+                              dtype=torch.float64)
+        values = torch.stack([self.frm_values[n].cpu() for n in names])
+        # ranks pool their FRM weighted by their counted samples, so every rank
+        # computes the same K (a no-op without distribution)
+        pooled = torch.stack([values * counts, counts])
+        all_reduce(pooled, op='sum')
+        values = torch.where(pooled[1] > 0, pooled[0] / pooled[1].clamp(min=1),
+                             torch.full_like(pooled[0], float('nan')))
+        absent = [n for n, c in zip(names, pooled[1].tolist()) if c == 0]
         frm = dict(zip(names, values.tolist()))
         self.frm_values = dict(zip(names, values))
-        self.weights = self.weighting.update(frm)
-        nonfinite = [n for n in names if not torch.isfinite(values[names.index(n)])]
+        weights = self.weighting.update(frm)  # no FRM: the bank keeps its value
+        for n in absent:  # and the weight stays as it was
+            weights[n] = self.last_weights.get(n, 1.0)
+        self.weights = weights
+        self.last_weights = dict(weights)
+        nonfinite = [n for n in names
+                     if n not in absent and not math.isfinite(frm[n])]
         if nonfinite and self._nonfinite_warnings < MAX_NONFINITE_WARNINGS:
             self._nonfinite_warnings += 1
             print_log(
                 f'MWAMHook: non-finite FRM for {nonfinite} ({frm}); their weight is 1 '
                 'this iteration and the bank keeps its value', logger='current',
                 level=logging.WARNING)
-        if 'update' in self.apply:  # averaged over accumulated micro-batches
-            for n in names:
-                self._update_k_sum[n] += self.weights[n]
-            self._update_k_count += 1
+        if 'update' in self.modulations:  # averaged over accumulated micro-batches
+            self.modulations['update'].record(self.weights)
 
     def _weight(self, name: str) -> Optional[float]:
-        if not self._active or self.weights is None:
-            return None
-        return self.weights[name]
-
-    def _scale_grad(self, grad: torch.Tensor, name: str):
-        k = self._weight(name)
-        return None if k is None else grad * k
-
-    def _snapshot(self, optimizer, args, kwargs) -> None:
-        self._snapshots = {
-            n: [p.detach().clone() for p in params]
-            for n, params in self._update_params.items()
-        }
-
-    def _scale_update(self, optimizer, args, kwargs) -> None:
-        if self._update_k_count == 0:
-            return
-        with torch.no_grad():
-            for name, params in self._update_params.items():
-                olds = self._snapshots.get(name)
-                if not params or olds is None:
-                    continue
-                k = self._update_k_sum[name] / self._update_k_count
-                # theta = old + k * (theta - old) = theta + (k - 1) * (theta - old)
-                delta = torch._foreach_sub(params, olds)
-                torch._foreach_add_(params, delta, alpha=k - 1.0)
-        self._snapshots = {}
-        self._update_k_sum.clear()
-        self._update_k_count = 0
-
-    def _scale_losses(self, module, args, kwargs, output):
-        if (not self._active or kwargs.get('mode') != 'loss'
-                or not isinstance(output, dict) or self.weights is None):
-            return None
-        scaled, found = dict(output), []
-        for key, value in output.items():
-            if 'loss' not in key:
-                continue
-            for name in self.branches:
-                if key.endswith('_' + name):
-                    k = self.weights[name]
-                    scaled[key] = ([v * k for v in value]
-                                   if isinstance(value, (list, tuple)) else value * k)
-                    found.append(key)
-        if not found:
-            raise KeyError(
-                "MWAMHook with apply='loss' needs per-modality losses whose keys end "
-                f"with '_<modality>' ({['_' + n for n in self.branches]}), e.g. from "
-                f'auxiliary heads; the model returned {sorted(output)}')
-        return scaled
+        return None if self.weights is None else self.weights[name]
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
-        self._active = False
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        self._recording = False
         if self.weights is None:
             missing = [n for n in self.branches if n not in self.frm_values]
             raise RuntimeError(
@@ -383,21 +308,28 @@ class MWAMHook(Hook):
             hub.update_scalar(f'train/mwam_k_{name}', self.weights[name])
 
     def after_train(self, runner) -> None:
+        super().after_train(runner)
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self._active = False
+        self._recording = False
 
     # --------------------------------------------------------------- state
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.weighting is not None:
-            checkpoint['mwam'] = self.weighting.state_dict()
+            checkpoint['mwam'] = dict(self.weighting.state_dict(),
+                                      last_weights=dict(self.last_weights))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('mwam')
         if state is None:
             return
-        if self.weighting is not None:
-            self.weighting.load_state_dict(state)
-        else:  # loaded before before_train (resume): applied there
-            self._pending_state = state
+        if self.weighting is None:
+            raise RuntimeError(
+                'MWAMHook: a checkpoint was loaded before the hook\'s before_run; '
+                'the runner calls before_run first (Runner.train/val/test)')
+        state = dict(state)
+        self.last_weights = {
+            n: float(k) for n, k in state.pop('last_weights', {}).items()
+        }
+        self.weighting.load_state_dict(state)

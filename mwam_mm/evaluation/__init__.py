@@ -1,7 +1,9 @@
-from .robustness import (bar_chart, blanking_pipeline, evaluate_subsets,
-                         markdown_table, subset_name, summarize, write_report)
+from .robustness import (SCENARIOS, bar_chart, blanking_pipeline,
+                         evaluate_scenarios, evaluate_subsets, markdown_table,
+                         subset_name, summarize, write_report)
 
 __all__ = [
-    'bar_chart', 'blanking_pipeline', 'evaluate_subsets', 'markdown_table',
-    'subset_name', 'summarize', 'write_report'
+    'SCENARIOS', 'bar_chart', 'blanking_pipeline', 'evaluate_scenarios',
+    'evaluate_subsets', 'markdown_table', 'subset_name', 'summarize',
+    'write_report'
 ]

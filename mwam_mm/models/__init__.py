@@ -3,9 +3,11 @@ from .detectors import RGBTSingleStageDetector
 from .data_preprocessors import (RGBTDetDataPreprocessor, RGBTPreprocessorMixin,
                                  RGBTSegDataPreprocessor)
 from .fusions import AddFusion, ConcatConvFusion, GatedFusion
+from .substitutes import ZeroSubstitute
 
 __all__ = [
     'DualStreamBackbone', 'RGBTDetDataPreprocessor', 'RGBTPreprocessorMixin',
     'RGBTSegDataPreprocessor',
-    'AddFusion', 'ConcatConvFusion', 'GatedFusion', 'RGBTSingleStageDetector'
+    'AddFusion', 'ConcatConvFusion', 'GatedFusion', 'RGBTSingleStageDetector',
+    'ZeroSubstitute'
 ]

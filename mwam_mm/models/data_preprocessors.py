@@ -13,20 +13,27 @@ from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmengine.registry import MODELS
 
 from ..modality import LayoutLike, ModalityLayout
+from ..modality_dropout import ModalityDropoutSampler
+from ..presence import (MISSING_KEY, presence_from_data_samples,
+                        set_batch_presence)
 
 
 class RGBTPreprocessorMixin:
     """Per-modality normalisation and channel order for stock preprocessors.
 
-    Mixed in before a stock preprocessor class, it takes ``modalities``, ``mean``
-    and ``std`` (see :class:`RGBTDetDataPreprocessor`), passes the other arguments
-    on, and checks and reorders the channels before the stock ``forward``.
+    Mixed in before a stock preprocessor class, it takes ``modalities``, ``mean``,
+    ``std`` and ``modality_dropout`` (see :class:`RGBTDetDataPreprocessor`), passes
+    the other arguments on, and checks and reorders the channels before the stock
+    ``forward``. After it, it applies modality dropout (training only) and
+    publishes the batch's presence mask (:mod:`mwam_mm.presence`) from the samples'
+    ``missing_modalities`` for the forward pass that follows.
     """
 
     def __init__(self,
                  modalities: LayoutLike = None,
                  mean: Optional[dict] = None,
                  std: Optional[dict] = None,
+                 modality_dropout: Optional[dict] = None,
                  **kwargs):
         for key in ('bgr_to_rgb', 'rgb_to_bgr'):
             if kwargs.pop(key, False):
@@ -35,9 +42,51 @@ class RGBTPreprocessorMixin:
                     " (e.g. dict(name='rgb', bgr_to_rgb=True)), not here")
         super().__init__(**kwargs)
         self._init_modalities(modalities, mean, std)
+        self.modality_dropout = None
+        if modality_dropout is not None:
+            self.modality_dropout = ModalityDropoutSampler(
+                **dict(modality_dropout), modalities=self.layout,
+                owner=f'{type(self).__name__}.modality_dropout')
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        return super().forward(self._check_and_reorder(data), training)
+        data = super().forward(self._check_and_reorder(data), training)
+        samples = data.get('data_samples')
+        if training and self.modality_dropout is not None:
+            self._drop_modalities(data['inputs'], samples)
+        inputs = data['inputs']
+        set_batch_presence(
+            presence_from_data_samples(samples, self.layout, inputs.device), inputs)
+        return data
+
+    def _drop_modalities(self, inputs: torch.Tensor, samples) -> None:
+        """Per sample, drop what the sampler draws: blank the normalised input
+        (``level='input'``) or mark the sample (``level='feature'``)."""
+        sampler = self.modality_dropout
+        if not samples or len(samples) != inputs.shape[0]:
+            raise ValueError(
+                f'{type(self).__name__}: modality_dropout needs one data sample per '
+                f'image, got {0 if not samples else len(samples)} for '
+                f'{inputs.shape[0]} images')
+        for i, sample in enumerate(samples):
+            dropped = sampler.draw(lambda: float(torch.rand(())))
+            if not dropped:
+                continue
+            if sampler.level == 'feature':
+                missing = list(sample.metainfo.get(MISSING_KEY) or [])
+                missing += [n for n in dropped if n not in missing]
+                sample.set_metainfo({MISSING_KEY: missing})
+                continue
+            for name in dropped:
+                channels = self.layout.channel_slice(name)
+                inputs[i, channels] = self._blank_value(name, sampler.fill).to(
+                    inputs)
+
+    def _blank_value(self, name: str, fill: str) -> torch.Tensor:
+        """A blanked modality's value after normalisation, per channel."""
+        channels = self.layout.channel_slice(name)
+        if fill == 'mean':
+            return torch.zeros_like(self.mean[channels])
+        return (0 - self.mean[channels]) / self.std[channels]  # black pixels
 
     def _init_modalities(self, modalities: LayoutLike, mean: Optional[dict],
                          std: Optional[dict]) -> None:
@@ -99,6 +148,11 @@ class RGBTDetDataPreprocessor(RGBTPreprocessorMixin, DetDataPreprocessor):
         mean (dict, optional): ``{modality: [values]}`` overriding the layout's
             mean of those modalities.
         std (dict, optional): Same for std.
+        modality_dropout (dict, optional): Modality dropout in training, as
+            the keyword arguments of :class:`mwam_mm.ModalityDropoutSampler`
+            (``protocol``, ``prob``, ``weights``, ``level``, ``fill``), e.g.
+            ``dict(protocol='subsets', level='feature')``: the authors' protocol.
+            Applied per sample after normalisation; nothing at val/test time.
         **kwargs: Other arguments of ``DetDataPreprocessor`` (``pad_size_divisor``,
             ``pad_value``, ``pad_mask``, ``batch_augments`` ...). ``bgr_to_rgb`` and
             ``rgb_to_bgr`` are not accepted: the layout says which modality is BGR.
@@ -118,5 +172,7 @@ class RGBTSegDataPreprocessor(RGBTPreprocessorMixin, SegDataPreProcessor):
         modalities (list[dict], optional): The modality layout.
         mean (dict, optional): ``{modality: [values]}`` overriding the layout.
         std (dict, optional): Same for std.
+        modality_dropout (dict, optional): As for
+            :class:`RGBTDetDataPreprocessor`.
         **kwargs: Other arguments of ``SegDataPreProcessor``.
     """

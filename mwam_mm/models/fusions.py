@@ -2,9 +2,12 @@
 
 Every fusion module is built per output level with ``channels`` (the level's channel
 count, the same for every stream) and ``num_modalities``, and is called with a list of
-``(B, channels, H, W)`` tensors in layout order.
+``(B, channels, H, W)`` tensors in layout order. When some samples have a modality
+known to be missing, it is also given ``presence``, a ``(B, num_modalities)`` bool
+tensor (True where present); the missing features have already been replaced by the
+backbone's substitute (zeros by default).
 """
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -26,7 +29,9 @@ class AddFusion(BaseModule):
         super().__init__(init_cfg)
         self.num_modalities = num_modalities
 
-    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: List[torch.Tensor],
+                presence: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # a missing modality's substitute (zeros) adds nothing: no mask needed
         out = feats[0]
         for f in feats[1:]:
             out = out + f
@@ -55,7 +60,9 @@ class ConcatConvFusion(BaseModule):
             channels * num_modalities, channels, 1, norm_cfg=norm_cfg,
             act_cfg=act_cfg)
 
-    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: List[torch.Tensor],
+                presence: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # the substitute's features go through the missing modality's weight slice
         return self.conv(torch.cat(feats, dim=1))
 
 
@@ -66,6 +73,8 @@ class GatedFusion(BaseModule):
     A 1x1 conv on the concatenated features predicts one logit map per modality;
     the output is the softmax-weighted sum of the inputs, so the gate can lean on
     whichever modality is informative at each location (and ignore a blank one).
+    With a presence mask, a missing modality's weight is exactly 0 for that sample,
+    so the output is the present modalities' features alone.
 
     Args:
         channels (int): Channels of each input and of the output.
@@ -86,7 +95,12 @@ class GatedFusion(BaseModule):
             nn.Conv2d(hidden, num_modalities, 1),
         )
 
-    def forward(self, feats: List[torch.Tensor]) -> torch.Tensor:
-        weights = self.gate(torch.cat(feats, dim=1)).softmax(dim=1)
+    def forward(self, feats: List[torch.Tensor],
+                presence: Optional[torch.Tensor] = None) -> torch.Tensor:
+        logits = self.gate(torch.cat(feats, dim=1))
+        if presence is not None:
+            absent = ~presence.view(*presence.shape, 1, 1)
+            logits = logits.masked_fill(absent, float('-inf'))
+        weights = logits.softmax(dim=1)
         stacked = torch.stack(feats, dim=1)  # (B, M, C, H, W)
         return (stacked * weights.unsqueeze(2)).sum(dim=1)

@@ -7,6 +7,7 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from mwam_mm import current_batch_presence
 from mwam_mm.engine import MWAMHook
 
 
@@ -15,15 +16,25 @@ class DumpRankStateHook(Hook):
     priority = 'LOWEST'
 
     def before_train(self, runner):
-        self.weights = []
+        self.weights, self.presence, self.grad_norms = [], [], []
+        model = runner.model.module if hasattr(runner.model, 'module') else \
+            runner.model
+
+        def record(module, args):  # the mask the backbone sees this iteration
+            presence = current_batch_presence()
+            self.presence.append(None if presence is None else presence.cpu())
+
+        model.backbone.register_forward_pre_hook(record)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         mwam = next(h for h in runner.hooks if isinstance(h, MWAMHook))
         self.weights.append(dict(mwam.weights))
+        self.grad_norms.append(dict(mwam.grad_norms.norms))
 
     def after_train(self, runner):
         model = runner.model.module if hasattr(runner.model, 'module') else \
             runner.model
         params = {k: v.detach().cpu() for k, v in model.named_parameters()}
-        torch.save(dict(params=params, weights=self.weights),
+        torch.save(dict(params=params, weights=self.weights,
+                        presence=self.presence, grad_norms=self.grad_norms),
                    osp.join(runner.work_dir, f'rank{get_rank()}.pth'))

@@ -21,6 +21,12 @@ def make_runner(model, optimizer='SGD'):
     return SimpleNamespace(model=model, optim_wrapper=optim, message_hub=hub)
 
 
+def start(hook, runner):
+    """What mmengine's Runner.train does before the first iteration."""
+    hook.before_run(runner)
+    hook.before_train(runner)
+
+
 def train_step(hook, runner, batch):
     if hook is not None:
         hook.before_train_iter(runner, 0)
@@ -50,7 +56,7 @@ def twin_models():
 def grads_after(model, batch, hook=None, optimizer='SGD'):
     runner = make_runner(model, optimizer)
     if hook is not None:
-        hook.before_train(runner)
+        start(hook, runner)
         hook.before_train_iter(runner, 0)
     losses = model(batch, mode='loss')
     sum(losses.values()).backward()
@@ -61,7 +67,7 @@ def test_preferred_modality_gets_the_smaller_weight(twin_models):
     model, _ = twin_models
     hook = MWAMHook()
     runner = make_runner(model)
-    hook.before_train(runner)
+    start(hook, runner)
     train_step(hook, runner, toy_batch())
     frm = {k: float(v) for k, v in hook.frm_values.items()}
     assert frm['rgb'] > frm['thermal']  # smooth RGB vs noisy thermal
@@ -96,7 +102,7 @@ def test_update_mode_scales_branch_updates_by_exactly_k(twin_models, optimizer):
     before = copy.deepcopy(model)
     hook = MWAMHook(apply='update')
     runner = make_runner(model, optimizer)
-    hook.before_train(runner)
+    start(hook, runner)
     train_step(hook, runner, batch)
     train_step(None, make_runner(reference, optimizer), batch)
     for name in ('rgb', 'thermal'):
@@ -116,7 +122,7 @@ def test_loss_mode_scales_only_per_modality_losses():
     batch = toy_batch()
     hook = MWAMHook(apply='loss')
     runner = make_runner(model)
-    hook.before_train(runner)
+    start(hook, runner)
     hook.before_train_iter(runner, 0)
     scaled = model(batch, mode='loss')
     plain = reference(batch, mode='loss')
@@ -136,7 +142,7 @@ def test_hybrid_mode_scales_gradients_and_losses():
     hook = MWAMHook(apply='hybrid')
     assert hook.apply == ('grad', 'loss')
     runner = make_runner(model)
-    hook.before_train(runner)
+    start(hook, runner)
     train_step(hook, runner, toy_batch())
     assert set(hook.weights) == {'rgb', 'thermal'}
 
@@ -145,7 +151,7 @@ def test_loss_mode_without_per_modality_losses_is_a_clear_error(twin_models):
     model, _ = twin_models
     hook = MWAMHook(apply='loss')
     runner = make_runner(model)
-    hook.before_train(runner)
+    start(hook, runner)
     hook.before_train_iter(runner, 0)
     with pytest.raises(KeyError, match="end with '_<modality>'"):
         model(toy_batch(), mode='loss')
@@ -154,11 +160,11 @@ def test_loss_mode_without_per_modality_losses_is_a_clear_error(twin_models):
 def test_grad_mode_warns_once_with_an_adaptive_optimizer(twin_models):
     model, _ = twin_models
     with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
-        MWAMHook(apply='grad').before_train(make_runner(model, 'AdamW'))
+        start(MWAMHook(apply='grad'), make_runner(model, 'AdamW'))
     warnings = [c for c in log.call_args_list if 'adaptive optimizer' in c.args[0]]
     assert len(warnings) == 1
     with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
-        MWAMHook(apply='update').before_train(make_runner(model, 'AdamW'))
+        start(MWAMHook(apply='update'), make_runner(model, 'AdamW'))
     assert not [c for c in log.call_args_list if 'adaptive' in c.args[0]]
 
 
@@ -188,7 +194,7 @@ def test_nothing_runs_outside_training_iterations(twin_models):
     model, _ = twin_models
     hook = MWAMHook()
     runner = make_runner(model)
-    hook.before_train(runner)
+    start(hook, runner)
     with mock.patch('mwam_mm.engine.mwam_hook.frequency_ratio_metric') as frm:
         model.eval()
         with torch.no_grad():
@@ -202,7 +208,7 @@ def test_checkpoint_is_an_ordinary_model(twin_models):
     model, reference = twin_models
     hook = MWAMHook()
     runner = make_runner(model)
-    hook.before_train(runner)
+    start(hook, runner)
     train_step(hook, runner, toy_batch())
     hook.after_train(runner)
     assert model.state_dict().keys() == reference.state_dict().keys()
@@ -219,28 +225,29 @@ def test_named_branches_and_bad_paths(twin_models):
     hook = MWAMHook(branches=dict(rgb='backbone.streams.rgb',
                                   thermal='backbone.streams.thermal'))
     runner = make_runner(model)
-    hook.before_train(runner)
+    start(hook, runner)
     train_step(hook, runner, toy_batch())
     with pytest.raises(AttributeError, match='no module .backbone.rgb_stream.*'
                        'Available modules: .*backbone.streams'):
-        MWAMHook(branches=dict(rgb='backbone.rgb_stream',
-                               thermal='backbone.streams.thermal')).before_train(
-                                   make_runner(model))
-    with pytest.raises(ValueError, match='share parameters'):
-        MWAMHook(branches=dict(rgb='backbone.streams.rgb',
-                               thermal='backbone.streams.rgb.conv1')).before_train(
-                                   make_runner(model))
+        start(MWAMHook(branches=dict(rgb='backbone.rgb_stream',
+                                     thermal='backbone.streams.thermal')),
+              make_runner(model))
+    with pytest.raises(ValueError, match="branch 'thermal' .* lies inside branch "
+                       "'rgb'"):
+        start(MWAMHook(branches=dict(rgb='backbone.streams.rgb',
+                                     thermal='backbone.streams.rgb.conv1')),
+              make_runner(model))
 
 
 def test_frm_of_a_named_stage_output(twin_models):
     model, _ = twin_models
     hook = MWAMHook(frm_source='conv1')
     runner = make_runner(model)
-    hook.before_train(runner)
+    start(hook, runner)
     train_step(hook, runner, toy_batch())
     assert set(hook.weights) == {'rgb', 'thermal'}
     with pytest.raises(AttributeError, match="frm_source 'layer9'"):
-        MWAMHook(frm_source='layer9').before_train(make_runner(model))
+        start(MWAMHook(frm_source='layer9'), make_runner(model))
 
 
 def test_bad_arguments():
@@ -252,3 +259,76 @@ def test_bad_arguments():
         MWAMHook(preset='best')
     with pytest.raises(ValueError, match='unknown frm option'):
         MWAMHook(frm=dict(patch=8))
+
+
+def test_branch_names_must_be_modalities_and_whole_streams(twin_models):
+    model, _ = twin_models
+    with pytest.raises(ValueError, match=r"branch name\(s\) \['ir'\] are not "
+                       r"modalities of the layout \['rgb', 'thermal'\]"):
+        start(MWAMHook(branches=dict(rgb='backbone.streams.rgb',
+                                     ir='backbone.streams.thermal')),
+              make_runner(model))
+    # two consecutive stages of one stream: the second gets features, not an image
+    hook = MWAMHook(branches=dict(rgb='backbone.streams.rgb.conv1',
+                                  thermal='backbone.streams.rgb.conv2'))
+    runner = make_runner(model)
+    start(hook, runner)
+    with pytest.raises(ValueError, match="branch 'thermal' receives 4 channels, "
+                       "but modality 'thermal' has 1"):
+        train_step(hook, runner, toy_batch())
+
+
+def frm_of(hook, runner, batch, presence=None):
+    hook.before_train_iter(runner, 0)
+    with mwam_mm.batch_presence(presence):
+        runner.model(batch, mode='loss')
+    return {n: float(v) for n, v in hook.frm_values.items()}
+
+
+def test_blank_or_missing_samples_do_not_count_in_frm(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook()
+    runner = make_runner(model)
+    start(hook, runner)
+    batch = toy_batch(batch=4)
+    full = frm_of(hook, runner, batch)
+    # the same three samples' FRM, scaled to the batch of four
+    three = frm_of(hook, runner, batch[:3])
+    blanked = batch.clone()
+    blanked[3, 3:] = -2.0  # thermal of the last sample: a black frame
+    blanked[3, 3:, :, -4:] = 0.0  # with padding
+    got = frm_of(hook, runner, blanked)
+    assert got['thermal'] == pytest.approx(three['thermal'] * 4 / 3, rel=1e-9)
+    assert got['rgb'] == pytest.approx(full['rgb'], rel=1e-12)
+    assert hook.frm_counts == dict(rgb=4, thermal=3)
+    # known missing (feature-level dropout): pixels intact, sample not counted
+    presence = torch.tensor([[True, True]] * 3 + [[True, False]])
+    got = frm_of(hook, runner, batch, presence)
+    assert got['thermal'] == pytest.approx(three['thermal'] * 4 / 3, rel=1e-9)
+    assert got['thermal'] != pytest.approx(full['thermal'], rel=1e-3)
+
+
+def test_a_modality_missing_everywhere_keeps_its_bank_and_weight(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook()
+    runner = make_runner(model)
+    start(hook, runner)
+    train_step(hook, runner, toy_batch(seed=1))
+    train_step(hook, runner, toy_batch(seed=2))
+    bank = dict(hook.weighting.bank)
+    weights = dict(hook.weights)
+    blanked = toy_batch(seed=3)
+    blanked[:, 3:] = 0.0  # every thermal frame black
+    with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
+        train_step(hook, runner, blanked)
+    assert hook.weighting.bank['thermal'] == bank['thermal']
+    assert hook.weights['thermal'] == weights['thermal']
+    assert hook.weighting.bank['rgb'] != bank['rgb']  # RGB updated as usual
+    assert not log.call_args_list  # expected, so no warning
+    checkpoint = {}
+    hook.before_save_checkpoint(runner, checkpoint)
+    resumed = MWAMHook()
+    start(resumed, make_runner(copy.deepcopy(model)))
+    resumed.after_load_checkpoint(runner, checkpoint)
+    assert resumed.last_weights == hook.weights
+    assert resumed.weighting.bank == hook.weighting.bank

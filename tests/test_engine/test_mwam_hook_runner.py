@@ -1,19 +1,26 @@
 """MWAMHook inside mmengine's Runner: resume, accumulation, clipping."""
+from unittest import mock
+
 import pytest
 import torch
 
 import mwam_mm  # noqa: F401
 from mwam_mm.compat import load_local_checkpoint
-from mwam_mm.engine import MWAMHook
+from mwam_mm.engine import MWAMHook, UpdateModulation
 from tests.helpers.runners import hook_of, params_of, same_params, toy_runner
 
 
 class RecordK(MWAMHook):
-    """MWAMHook that remembers the weights of every iteration."""
+    """MWAMHook that remembers the weights of every iteration (and, in update
+    mode, how many weights wait for the next optimizer step)."""
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        update = self.modulations.get('update')
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
         self.history = getattr(self, 'history', []) + [dict(self.weights)]
+        if update is not None:
+            self.accumulated_counts = getattr(self, 'accumulated_counts',
+                                              []) + [update.k_count]
 
 
 def test_resume_gives_the_same_weights_and_parameters(tmp_path):
@@ -65,23 +72,22 @@ def test_gradient_accumulation(tmp_path, apply):
     assert len(hook.history) == 4  # every micro-batch gets its own weights
     assert not same_params(before, params_of(runner))
     if apply == 'update':  # the accumulator is emptied at every optimizer step
-        assert hook._update_k_count == 0
+        assert hook.modulations == {}  # removed after training
+        assert hook.accumulated_counts == [1, 0, 1, 0]
 
 
 def test_update_mode_with_accumulation_averages_the_weights(tmp_path):
     runner = toy_runner(tmp_path, epochs=1, hooks=[MWAMHook(apply='update')],
                         accumulate=2, length=8, name='avg')
-    hook = hook_of(runner, MWAMHook)
     seen = []
-    original = hook._scale_update
+    original = UpdateModulation.scale_update
 
-    def spy(optimizer, args, kwargs):
-        seen.append({n: hook._update_k_sum[n] / hook._update_k_count
-                     for n in hook._update_k_sum})
-        return original(optimizer, args, kwargs)
+    def spy(self, optimizer, args, kwargs):
+        seen.append({n: self.k_sum[n] / self.k_count for n in self.k_sum})
+        return original(self, optimizer, args, kwargs)
 
-    hook._scale_update = spy
-    runner.train()
+    with mock.patch.object(UpdateModulation, 'scale_update', spy):
+        runner.train()
     assert len(seen) == 1  # 2 micro-batches -> 1 optimizer step
     assert set(seen[0]) == {'rgb', 'thermal'}
 

@@ -61,10 +61,16 @@ def test_train_test_resume_and_robustness_from_the_command_line(synthetic_root,
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.load(open(osp.join(report_dir, 'robustness.json')))
     assert report['metric'] == 'pascal_voc/mAP' and report['fill'] == 'mean'
-    assert list(report['variants']['tiny']['scores']) == ['rgb+thermal', 'rgb',
-                                                          'thermal']
+    assert list(report['scenarios']) == ['blank', 'missing']
+    for scenario in ('blank', 'missing'):
+        scores = report['scenarios'][scenario]['tiny']['scores']
+        assert list(scores) == ['rgb+thermal', 'rgb', 'thermal']
+    # one full-modality run, shared by the scenarios
+    assert report['scenarios']['blank']['tiny']['scores']['rgb+thermal'] == \
+        report['scenarios']['missing']['tiny']['scores']['rgb+thermal']
     assert osp.getsize(osp.join(report_dir, 'robustness.png')) > 1000
-    assert '| tiny |' in open(osp.join(report_dir, 'robustness.md')).read()
+    table = open(osp.join(report_dir, 'robustness.md')).read()
+    assert '| tiny | blank |' in table and '| tiny | missing |' in table
 
 
 def test_unknown_component_lists_the_nearest_names(synthetic_root, tmp_path):
@@ -77,8 +83,10 @@ def test_unknown_component_lists_the_nearest_names(synthetic_root, tmp_path):
 
 
 def test_two_process_gloo_training_keeps_ranks_identical(synthetic_root, tmp_path):
+    """MWAM on feature-level modality dropout (moddrop-mwam), 2 gloo ranks."""
     work = str(tmp_path / 'dist')
-    cfg = tiny_config(SYNTHETIC, synthetic_root, work, iters=3,
+    cfg = tiny_config(SYNTHETIC.replace('.py', '_moddrop-mwam.py'), synthetic_root,
+                      work, iters=3,
                       custom_hooks=[dict(type='MWAMHook'),
                                     dict(type='DumpRankStateHook')])
     cfg.custom_imports = dict(imports=['mwam_mm', 'tests.helpers.dist_dump'],
@@ -95,6 +103,11 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_root, tmp_pat
     assert len(ranks[0]['weights']) == 3
     assert ranks[0]['weights'] == ranks[1]['weights']  # FRM all-reduced
     assert ranks[0]['weights'][0]['rgb'] != 1.0
+    # feature-level dropout dropped some samples' modalities on each rank
+    for rank in ranks:
+        assert any(p is not None and not p.all() for p in rank['presence'])
+        assert rank['grad_norms'][-1].keys() == {'rgb', 'thermal'}
+    assert ranks[0]['grad_norms'] == ranks[1]['grad_norms']  # after all-reduce
     assert ranks[0]['params'].keys() == ranks[1]['params'].keys()
     for name, value in ranks[0]['params'].items():
         assert torch.equal(value, ranks[1]['params'][name]), name
@@ -105,13 +118,19 @@ def test_demo_smoke_run(tmp_path):
     out = run(['tools/demo.py', '--work-dir', work, '--data-root',
                str(tmp_path / 'data'), '--max-iters', '2', '--num-train', '8',
                '--num-test', '4', '--width', '96', '--height', '80',
-               '--batch-size', '2', '--variants', 'baseline', 'mwam'])
+               '--batch-size', '2', '--variants', 'baseline', 'moddrop-mwam'])
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.load(open(osp.join(work, 'report.json')))
-    assert list(report['variants']) == ['baseline', 'mwam']
-    for summary in report['variants'].values():
-        assert set(summary['scores']) == {'rgb+thermal', 'rgb', 'thermal'}
-    assert 'mwam_k_rgb' in report['mwam_second_half_means']['mwam']
+    assert list(report['scenarios']) == ['blank', 'missing']
+    for per_variant in report['scenarios'].values():
+        assert list(per_variant) == ['baseline', 'moddrop-mwam']
+        for summary in per_variant.values():
+            assert set(summary['scores']) == {'rgb+thermal', 'rgb', 'thermal'}
+    assert 'mwam_k_rgb' in report['mwam_second_half_means']['moddrop-mwam']
+    for variant in ('baseline', 'moddrop-mwam'):
+        assert set(report['grad_norm_second_half_means'][variant]) == {
+            'grad_norm_rgb', 'grad_norm_thermal'}
     for name in ('report.md', 'robustness.png', 'mwam_weights.png'):
         assert osp.getsize(osp.join(work, name)) > 100
-    assert '| baseline |' in out.stdout
+    assert '| baseline | blank |' in out.stdout
+    assert '| moddrop-mwam | missing |' in out.stdout

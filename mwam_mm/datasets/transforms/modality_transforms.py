@@ -6,8 +6,8 @@ from mmcv.transforms import BaseTransform, Compose
 from mmengine.registry import TRANSFORMS
 
 from ...modality import LayoutLike, Modality, ModalityLayout
-
-FILL_MODES = ('zero', 'mean')
+from ...modality_dropout import FILL_MODES, ModalityDropoutSampler
+from ...presence import MISSING_KEY, check_missing
 
 
 def fill_value(modality: Modality, fill: str) -> np.ndarray:
@@ -22,6 +22,15 @@ def fill_value(modality: Modality, fill: str) -> np.ndarray:
         return np.zeros(modality.channels, dtype=np.float32)
     mean = np.asarray(modality.mean, dtype=np.float32)
     return mean[::-1].copy() if modality.bgr_to_rgb else mean  # stored BGR
+
+
+def mark_missing(results: dict, names: Sequence[str],
+                 layout: ModalityLayout) -> None:
+    """Add ``names`` to the sample's ``missing_modalities`` (checked)."""
+    missing = list(results.get(MISSING_KEY) or [])
+    missing += [n for n in names if n not in missing]
+    results[MISSING_KEY] = check_missing(missing, layout,
+                                         where=results.get('img_path', 'a sample'))
 
 
 def blank_modalities(img: np.ndarray, layout: ModalityLayout,
@@ -90,15 +99,24 @@ class PerModality(BaseTransform):
 
 @TRANSFORMS.register_module()
 class ModalityDropout(BaseTransform):
-    """Randomly blank one modality of a training sample.
+    """Randomly drop modalities of a training sample.
 
-    With probability ``prob`` one modality, drawn by ``weights`` (uniform by
-    default), is filled with ``fill``; at least one modality is always kept.
+    See :mod:`mwam_mm.modality_dropout` for the protocols and levels. At least one
+    modality is always kept. With ``level='input'`` the dropped modalities are
+    blanked with ``fill`` and listed under ``dropped_modalities``; with
+    ``level='feature'`` the pixels stay and the modalities are added to the
+    sample's ``missing_modalities``, which the Pack step must carry (list it in its
+    ``meta_keys``; the dataset checks).
 
     Args:
-        prob (float): Probability of dropping a modality. Defaults to 0.5.
+        prob (float): ``'rate'`` protocol: probability of dropping one modality.
+            Defaults to 0.5.
         fill (str): ``'zero'`` or ``'mean'`` (see :func:`fill_value`).
-        weights (dict, optional): ``{modality: relative probability}``.
+        weights (dict, optional): ``'rate'`` protocol: ``{modality: relative
+            probability}`` of being the one dropped.
+        protocol (str): ``'rate'`` (default) or ``'subsets'`` (kept subset uniform
+            over the non-empty subsets, the authors' protocol).
+        level (str): ``'input'`` (default) or ``'feature'``.
         modalities (list[dict], optional): Modality layout; ``None`` for default.
     """
 
@@ -106,34 +124,29 @@ class ModalityDropout(BaseTransform):
                  prob: float = 0.5,
                  fill: str = 'zero',
                  weights: Optional[dict] = None,
+                 protocol: str = 'rate',
+                 level: str = 'input',
                  modalities: LayoutLike = None):
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f'ModalityDropout: prob must be in [0, 1], got {prob}')
-        if fill not in FILL_MODES:
-            raise ValueError(f'ModalityDropout: unknown fill {fill!r}; expected one '
-                             f'of {FILL_MODES}')
-        self.layout = ModalityLayout.build(modalities)
-        weights = dict(weights or {m: 1.0 for m in self.layout.names})
-        self.layout.check_subset(list(weights))
-        total = float(sum(weights.values()))
-        if total <= 0:
-            raise ValueError(f'ModalityDropout: weights must sum to > 0, got {weights}')
-        self.names = list(weights)
-        self.probs = np.array([weights[n] / total for n in self.names])
-        self.prob = prob
-        self.fill = fill
+        self.sampler = ModalityDropoutSampler(
+            protocol=protocol, prob=prob, weights=weights, level=level, fill=fill,
+            modalities=modalities, owner='ModalityDropout')
+        self.layout = self.sampler.layout
+        self.marks_missing = level == 'feature'
 
     def transform(self, results: dict) -> dict:
-        if np.random.rand() < self.prob:
-            name = self.names[np.random.choice(len(self.names), p=self.probs)]
-            results['img'] = blank_modalities(results['img'], self.layout, [name],
-                                              self.fill)
-            results['dropped_modalities'] = [name]
+        dropped = self.sampler.draw(np.random.rand)
+        if not dropped:
+            return results
+        if self.marks_missing:
+            mark_missing(results, dropped, self.layout)
+        else:
+            results['img'] = blank_modalities(results['img'], self.layout, dropped,
+                                              self.sampler.fill)
+            results['dropped_modalities'] = dropped
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(prob={self.prob}, fill={self.fill!r}, '
-                f'modalities={self.names})')
+        return f'{self.__class__.__name__}({self.sampler!r})'
 
 
 @TRANSFORMS.register_module()
@@ -143,12 +156,16 @@ class BlankModality(BaseTransform):
     Args:
         blank (str | list[str]): Modality name(s) to blank; empty blanks nothing.
         fill (str): ``'zero'`` or ``'mean'`` (see :func:`fill_value`).
+        mark_missing (bool): Also tell the model: add the blanked modalities to the
+            sample's ``missing_modalities`` (the ``missing`` robustness scenario).
+            Default False: the model is not told (the ``blank`` scenario).
         modalities (list[dict], optional): Modality layout; ``None`` for default.
     """
 
     def __init__(self,
                  blank: Union[str, Sequence[str]] = (),
                  fill: str = 'zero',
+                 mark_missing: bool = False,
                  modalities: LayoutLike = None):
         self.layout = ModalityLayout.build(modalities)
         blank = [blank] if isinstance(blank, str) else list(blank)
@@ -160,13 +177,16 @@ class BlankModality(BaseTransform):
             raise ValueError(f'BlankModality: unknown fill {fill!r}; expected one of '
                              f'{FILL_MODES}')
         self.fill = fill
+        self.marks_missing = bool(mark_missing)
 
     def transform(self, results: dict) -> dict:
         if self.blank:
             results['img'] = blank_modalities(results['img'], self.layout,
                                               self.blank, self.fill)
+            if self.marks_missing:
+                mark_missing(results, self.blank, self.layout)
         return results
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(blank={self.blank}, '
-                f'fill={self.fill!r})')
+                f'fill={self.fill!r}, mark_missing={self.marks_missing})')

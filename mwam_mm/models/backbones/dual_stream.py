@@ -1,5 +1,6 @@
 """A backbone with one stream per modality, built from any registered backbone."""
 import copy
+import inspect
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -8,6 +9,7 @@ from mmengine.model import BaseModule, ModuleDict, ModuleList
 from mmengine.registry import MODELS
 
 from ...modality import LayoutLike, ModalityLayout
+from ...presence import current_batch_presence
 from ...registry_utils import build_from_registry
 
 
@@ -43,6 +45,13 @@ class DualStreamBackbone(BaseModule):
     balances (see :meth:`modality_branches`); the fusion modules are shared and
     left alone.
 
+    **Known-missing modalities.** When a sample's modality is marked missing (the
+    presence mask of :mod:`mwam_mm.presence`, published by the RGB-T data
+    preprocessors from the samples' ``missing_modalities``, or passed as
+    ``presence``), that stream's output features for that sample are replaced by
+    the ``missing_substitute``'s before fusion, and the fusion modules get the mask.
+    The stream still runs on every sample, so DDP sees every parameter used.
+
     Args:
         backbone (dict): Config of one stream (its ``in_channels`` is set per
             modality).
@@ -59,6 +68,8 @@ class DualStreamBackbone(BaseModule):
             ``probe_size``.
         probe_size (tuple[int, int]): Input size of that probe. Defaults to
             ``(64, 64)``.
+        missing_substitute (dict): What replaces a missing modality's features.
+            Defaults to ``dict(type='ZeroSubstitute')``.
         init_cfg (dict, optional): Initialisation of the fusion modules; streams use
             their own ``init_cfg``.
     """
@@ -70,6 +81,7 @@ class DualStreamBackbone(BaseModule):
                  fusion: dict = dict(type='AddFusion'),
                  out_channels: Optional[Sequence[int]] = None,
                  probe_size: Tuple[int, int] = (64, 64),
+                 missing_substitute: dict = dict(type='ZeroSubstitute'),
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
         self.layout = ModalityLayout.build(modalities)
@@ -94,6 +106,11 @@ class DualStreamBackbone(BaseModule):
                 MODELS, fusion, channels=c, num_modalities=len(self.layout))
             for c in self.out_channels
         ])
+        self.missing_substitute = build_from_registry(MODELS, missing_substitute)
+        self._fusion_takes_presence = [
+            'presence' in inspect.signature(f.forward).parameters
+            for f in self.fusions
+        ]
 
     @staticmethod
     def _as_tuple(outs) -> tuple:
@@ -131,8 +148,54 @@ class DualStreamBackbone(BaseModule):
             for name, part in parts.items()
         }
 
-    def fuse(self, outs: Dict[str, tuple]) -> tuple:
-        """Fuse the streams' outputs level by level."""
+    def resolve_presence(self, presence: Optional[torch.Tensor],
+                         batch_size: int,
+                         device: torch.device) -> Optional[torch.Tensor]:
+        """The batch's ``(B, M)`` presence mask, or ``None`` when all are present.
+
+        ``presence`` if given, else the mask the data preprocessor published for
+        this batch (:func:`mwam_mm.presence.current_batch_presence`).
+        """
+        if presence is None:
+            presence = current_batch_presence()
+        if presence is None:
+            return None
+        expected = (batch_size, len(self.layout))
+        if tuple(presence.shape) != expected:
+            raise ValueError(
+                f'DualStreamBackbone: the presence mask has shape '
+                f'{tuple(presence.shape)}, the batch needs {expected} (samples x '
+                f'modalities {self.layout.names}). A mask published by the data '
+                'preprocessor belongs to the batch it preprocessed; a direct call '
+                'to the backbone passes its own presence, or None.')
+        presence = presence.to(device=device, dtype=torch.bool)
+        if not presence.any(dim=1).all():
+            raise ValueError('DualStreamBackbone: a sample has every modality '
+                             f'missing (presence {presence.tolist()})')
+        return None if bool(presence.all()) else presence
+
+    def replace_missing(self, outs: Dict[str, tuple],
+                        presence: Optional[torch.Tensor]) -> Dict[str, tuple]:
+        """Each missing modality's features replaced by the substitute's, per
+        sample; the present samples' features untouched."""
+        if presence is None:
+            return outs
+        substitutes = self.missing_substitute(outs, presence)
+        replaced = dict(outs)
+        for index, name in enumerate(self.layout.names):
+            if name not in substitutes:
+                continue
+            keep = presence[:, index]
+            replaced[name] = tuple(
+                # where, not a product: exact, and the stream stays in the graph
+                torch.where(keep.view(-1, *([1] * (own.dim() - 1))), own, sub)
+                for own, sub in zip(outs[name], substitutes[name]))
+        return replaced
+
+    def fuse(self, outs: Dict[str, tuple],
+             presence: Optional[torch.Tensor] = None) -> tuple:
+        """Fuse the streams' outputs level by level (``presence``: see
+        :meth:`resolve_presence`; given to the fusion modules when not None)."""
         for name, levels in outs.items():
             if len(levels) != len(self.fusions):
                 raise RuntimeError(
@@ -140,7 +203,32 @@ class DualStreamBackbone(BaseModule):
                     f'levels, expected {len(self.fusions)} (out_channels '
                     f'{self.out_channels})')
         levels = zip(*(outs[m.name] for m in self.layout))
-        return tuple(fuse(list(feats)) for fuse, feats in zip(self.fusions, levels))
+        if presence is None:
+            return tuple(fuse(list(feats))
+                         for fuse, feats in zip(self.fusions, levels))
+        fused = []
+        for fuse, takes, feats in zip(self.fusions, self._fusion_takes_presence,
+                                      levels):
+            if not takes:
+                raise TypeError(
+                    f'DualStreamBackbone: the fusion module {type(fuse).__name__} '
+                    'cannot take a presence mask (its forward has no `presence` '
+                    'argument), and this batch has missing modalities; add '
+                    '`presence=None` to its forward (a (B, M) bool tensor, True '
+                    'where present) or use AddFusion, ConcatConvFusion or '
+                    'GatedFusion')
+            fused.append(fuse(list(feats), presence=presence))
+        return tuple(fused)
 
-    def forward(self, x: torch.Tensor) -> tuple:
-        return self.fuse(self.forward_streams(x))
+    def forward(self, x: torch.Tensor,
+                presence: Optional[torch.Tensor] = None) -> tuple:
+        """Fused features of the stacked input ``x``.
+
+        Args:
+            x (Tensor): ``(B, C, H, W)``, channels in layout order.
+            presence (Tensor, optional): ``(B, M)`` bool, True where a modality is
+                present. Defaults to the mask published for this batch.
+        """
+        presence = self.resolve_presence(presence, x.shape[0], x.device)
+        outs = self.replace_missing(self.forward_streams(x), presence)
+        return self.fuse(outs, presence)

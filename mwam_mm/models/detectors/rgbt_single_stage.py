@@ -19,7 +19,9 @@ class RGBTSingleStageDetector(SingleStageDetector):
     scaled by ``aux_loss_weight``. That is the naming contract of
     :class:`mwam_mm.engine.MWAMHook`'s ``'loss'`` and ``'hybrid'`` modes, and the
     per-modality signal RSC-MD- and OGM-GE-style methods need. Inference uses the
-    fused path only: the auxiliary heads cost nothing at test time.
+    fused path only: the auxiliary heads cost nothing at test time. The auxiliary
+    heads see each stream's own features, also for samples where the fused path
+    replaces them as missing.
 
     Args:
         aux_loss_weight (float): Weight of the auxiliary losses; 0 (default) builds
@@ -51,8 +53,11 @@ class RGBTSingleStageDetector(SingleStageDetector):
     def loss(self, batch_inputs, batch_data_samples) -> dict:
         if self.aux_heads is None:
             return super().loss(batch_inputs, batch_data_samples)
-        streams = self.backbone.forward_streams(batch_inputs)
-        fused = self.backbone.fuse(streams)
+        backbone = self.backbone
+        presence = backbone.resolve_presence(None, batch_inputs.shape[0],
+                                             batch_inputs.device)
+        streams = backbone.forward_streams(batch_inputs)
+        fused = backbone.fuse(backbone.replace_missing(streams, presence), presence)
         neck = self.neck if self.with_neck else (lambda feats: feats)
         losses = self.bbox_head.loss(neck(fused), batch_data_samples)
         for name, feats in streams.items():

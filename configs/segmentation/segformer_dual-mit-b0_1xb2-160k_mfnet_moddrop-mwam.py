@@ -1,0 +1,5 @@
+# MWAM as its authors run it: on top of feature-level modality dropout.
+_base_ = './segformer_dual-mit-b0_1xb2-160k_mfnet_moddrop.py'
+
+# AdamW normalises gradients, so MWAM scales the updates (the paper's Algorithm 1)
+custom_hooks = [dict(type='MWAMHook', preset='paper', apply='update')]

@@ -1,0 +1,254 @@
+"""One mechanism for every balancing method: apply a per-branch weight.
+
+MWAM, OGM-GE, RSC-MD and BTW all multiply something of each modality's branch by a
+weight during training: its gradients, its optimizer updates, its losses. Each way
+of applying a weight is one small class here with ``install(runner)`` and
+``remove()``; a balancing hook computes the weights, hands the modulation a
+``weight_of(name)`` callable that returns the current weight of branch ``name`` (or
+``None``: leave it unscaled), and sets ``active`` for the duration of each training
+iteration: nothing is scaled outside one.
+
+mmengine has no hook point between ``backward`` and ``optimizer.step``, so:
+
+- :class:`GradientModulation` scales the gradient reaching each branch's outputs
+  (a tensor hook set in a forward hook). By the chain rule every parameter gradient
+  of the branch is then scaled by exactly the weight, inside backward: before
+  accumulation, DDP's all-reduce and clipping.
+- :class:`UpdateModulation` scales each branch's optimizer step with step pre/post
+  hooks (``theta <- theta_old + k (theta_new - theta_old)``), meaningful with
+  Adam-type optimizers, which cancel a constant gradient scale.
+- :class:`LossModulation` scales the losses whose key ends with ``_<modality>``
+  (auxiliary per-modality heads) in a forward hook on the model.
+- :class:`BranchGradientNorms` measures, not modulates: the norm of each branch's
+  gradient as the optimizer receives it.
+"""
+from collections import defaultdict
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from mmengine.optim import OptimWrapperDict
+
+WeightOf = Callable[[str], Optional[float]]
+
+
+def optimizers_of(runner) -> list:
+    """The torch optimizers behind the runner's optimizer wrapper(s)."""
+    wrapper = runner.optim_wrapper
+    wrappers = (wrapper.values()
+                if isinstance(wrapper, OptimWrapperDict) else [wrapper])
+    return [w.optimizer for w in wrappers]
+
+
+def output_tensors(output) -> List[torch.Tensor]:
+    """The tensors in a module's output (tensor, or nested tuple/list/dict)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in output_tensors(item)]
+    return []
+
+
+def scale_value(value, k: float):
+    """A loss value (tensor or list of tensors) times ``k``."""
+    if isinstance(value, (list, tuple)):
+        return [v * k for v in value]
+    return value * k
+
+
+class BranchModulation:
+    """Base: something applied to each modality branch; ``install``/``remove``.
+
+    Args:
+        branches (dict[str, nn.Module]): ``{modality: branch module}``.
+    """
+
+    def __init__(self, branches: Dict[str, nn.Module]):
+        self.branches = dict(branches)
+        self.active = False
+        self._handles: List = []
+
+    def install(self, runner) -> None:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+class GradientModulation(BranchModulation):
+    """Multiply every gradient of branch ``m``'s parameters by ``weight_of(m)``.
+
+    Args:
+        branches (dict[str, nn.Module]): ``{modality: branch module}``.
+        weight_of (callable): ``name -> weight or None``.
+    """
+
+    def __init__(self, branches: Dict[str, nn.Module], weight_of: WeightOf):
+        super().__init__(branches)
+        self.weight_of = weight_of
+
+    def install(self, runner=None) -> None:
+        # The gradient reaching a branch's parameters flows back only through its
+        # outputs, so scaling the output gradients scales every parameter gradient
+        # of the branch by exactly k, with a few hook calls per iteration instead
+        # of one per parameter.
+        for name, branch in self.branches.items():
+            def scale_outputs(module, args, output, name=name):
+                if not (self.active and module.training):
+                    return
+                for tensor in output_tensors(output):
+                    if tensor.requires_grad:
+                        tensor.register_hook(
+                            lambda g, name=name: self._scale(g, name))
+            self._handles.append(branch.register_forward_hook(scale_outputs))
+
+    def _scale(self, grad: torch.Tensor, name: str):
+        # read at backward time: the weights may be computed after this branch's
+        # forward (from every branch's input)
+        k = self.weight_of(name) if self.active else None
+        return None if k is None else grad * k
+
+
+class UpdateModulation(BranchModulation):
+    """Scale branch ``m``'s optimizer step by its weight.
+
+    The owner calls :meth:`record` once per training iteration with the
+    iteration's weights; with gradient accumulation the weights of the
+    accumulated iterations are averaged at the step.
+
+    Args:
+        branches (dict[str, nn.Module]): ``{modality: branch module}``.
+    """
+
+    def __init__(self, branches: Dict[str, nn.Module]):
+        super().__init__(branches)
+        self.k_sum: Dict[str, float] = defaultdict(float)
+        self.k_count = 0
+        self._params: Dict[str, List[torch.Tensor]] = {}
+        self._snapshots: Dict[str, List[torch.Tensor]] = {}
+
+    def record(self, weights: Dict[str, float]) -> None:
+        for name in self.branches:
+            self.k_sum[name] += weights[name]
+        self.k_count += 1
+
+    def install(self, runner) -> None:
+        optimizers = optimizers_of(runner)
+        owned = {id(p) for opt in optimizers for g in opt.param_groups
+                 for p in g['params']}
+        self._params = {
+            name: [p for p in branch.parameters()
+                   if p.requires_grad and id(p) in owned]
+            for name, branch in self.branches.items()
+        }
+        for opt in optimizers:
+            self._handles.append(opt.register_step_pre_hook(self.snapshot))
+            self._handles.append(opt.register_step_post_hook(self.scale_update))
+
+    def snapshot(self, optimizer, args, kwargs) -> None:
+        self._snapshots = {
+            n: [p.detach().clone() for p in params]
+            for n, params in self._params.items()
+        }
+
+    def scale_update(self, optimizer, args, kwargs) -> None:
+        if self.k_count == 0:
+            return
+        with torch.no_grad():
+            for name, params in self._params.items():
+                olds = self._snapshots.get(name)
+                if not params or olds is None:
+                    continue
+                k = self.k_sum[name] / self.k_count
+                # theta = old + k * (theta - old) = theta + (k - 1) * (theta - old)
+                delta = torch._foreach_sub(params, olds)
+                torch._foreach_add_(params, delta, alpha=k - 1.0)
+        self._snapshots = {}
+        self.k_sum.clear()
+        self.k_count = 0
+
+
+class LossModulation(BranchModulation):
+    """Multiply the model's losses ``*loss*_<modality>`` by that modality's weight.
+
+    Args:
+        branches (dict[str, nn.Module]): ``{modality: branch module}``; only the
+            names are used.
+        weight_of (callable): ``name -> weight or None``.
+        owner (str): Name used in error messages.
+    """
+
+    def __init__(self, branches: Dict[str, nn.Module], weight_of: WeightOf,
+                 owner: str = 'LossModulation'):
+        super().__init__(branches)
+        self.weight_of = weight_of
+        self.owner = owner
+
+    def install(self, runner) -> None:
+        model = runner.model.module if hasattr(runner.model, 'module') else \
+            runner.model
+        self._handles.append(
+            model.register_forward_hook(self._scale_losses, with_kwargs=True))
+
+    def _scale_losses(self, module, args, kwargs, output):
+        if (not self.active or kwargs.get('mode') != 'loss'
+                or not isinstance(output, dict)):
+            return None
+        weights = {n: self.weight_of(n) for n in self.branches}
+        if any(k is None for k in weights.values()):
+            return None
+        scaled, found = dict(output), []
+        for key, value in output.items():
+            if 'loss' not in key:
+                continue
+            for name, k in weights.items():
+                if key.endswith('_' + name):
+                    scaled[key] = scale_value(value, k)
+                    found.append(key)
+        if not found:
+            raise KeyError(
+                f"{self.owner} with apply='loss' needs per-modality losses whose "
+                f"keys end with '_<modality>' ({['_' + n for n in self.branches]}),"
+                ' e.g. from auxiliary heads; the model returned '
+                f'{sorted(output)}')
+        return scaled
+
+
+class BranchGradientNorms(BranchModulation):
+    """The L2 norm of each branch's parameter gradients at every optimizer step.
+
+    Measured in an optimizer step pre-hook: after any gradient modulation, DDP's
+    all-reduce (so every rank reads the same) and clipping.
+
+    Args:
+        branches (dict[str, nn.Module]): ``{modality: branch module}``.
+    """
+
+    def __init__(self, branches: Dict[str, nn.Module]):
+        super().__init__(branches)
+        self.norms: Dict[str, float] = {}
+        self._params: Dict[str, List[torch.Tensor]] = {}
+
+    def install(self, runner) -> None:
+        self._params = {
+            name: [p for p in branch.parameters() if p.requires_grad]
+            for name, branch in self.branches.items()
+        }
+        for opt in optimizers_of(runner):
+            self._handles.append(opt.register_step_pre_hook(self.measure))
+
+    @torch.no_grad()
+    def measure(self, optimizer=None, args=None, kwargs=None) -> None:
+        names, norms = [], []
+        for name, params in self._params.items():
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                names.append(name)
+                norms.append(torch.linalg.vector_norm(
+                    torch.stack(torch._foreach_norm(grads))))
+        if norms:  # one host sync for all branches
+            self.norms = dict(zip(names, torch.stack(norms).tolist()))
