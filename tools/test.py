@@ -1,14 +1,19 @@
 """Test a checkpoint: mmdet's tools/test.py, plus CPU/gloo distribution.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
-        [--cfg-options k=v ...] [--launcher none|pytorch]
+        [--allow-partial-checkpoint] [--cfg-options k=v ...]
+        [--launcher none|pytorch]
+
+A checkpoint whose tensors do not fit the config's model (missing, unexpected or
+of another shape: the checkpoint of another config) is refused with a summary,
+unless --allow-partial-checkpoint is given.
 """
 import argparse
 
 import mwam_mm  # noqa: F401  (registers the components)
-from mwam_mm.engine import (add_runner_arguments, build_runner,
-                            explain_registry_errors, load_config,
-                            parse_runner_arguments)
+from mwam_mm.engine import (add_runner_arguments, build_runner, explain_registry_errors,
+                            load_config, parse_runner_arguments)
+from mwam_mm.engine.runner_utils import add_checkpoint_arguments, add_checkpoint_check
 
 
 def parse_args():
@@ -16,6 +21,7 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='dump predictions to this pickle file')
+    add_checkpoint_arguments(parser)
     add_runner_arguments(parser)
     return parse_runner_arguments(parser)
 
@@ -24,6 +30,7 @@ def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
+    add_checkpoint_check(cfg, args.allow_partial_checkpoint)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl file, got {args.out}')

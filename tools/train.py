@@ -1,21 +1,25 @@
 """Train a model from a config: mmdet's tools/train.py, plus CPU/gloo distribution.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher none|pytorch]
+        [--auto-scale-lr] [--allow-partial-checkpoint] [--cfg-options k=v ...]
+        [--launcher none|pytorch]
+
+A resume checkpoint, or the config's load_from, whose tensors do not fit the model
+is refused with a summary; --allow-partial-checkpoint allows a partial load_from
+(fine-tuning from another model), never a partial resume.
 """
 import argparse
 
 import mwam_mm  # noqa: F401  (registers the components)
-from mwam_mm.engine import (add_runner_arguments, build_runner,
-                            explain_registry_errors, load_config,
-                            parse_runner_arguments)
+from mwam_mm.engine import (add_runner_arguments, build_runner, explain_registry_errors,
+                            load_config, parse_runner_arguments)
+from mwam_mm.engine.runner_utils import add_checkpoint_arguments, add_checkpoint_check
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument(
         '--auto-scale-lr', action='store_true', help='scale the LR by batch size')
     parser.add_argument(
@@ -25,6 +29,7 @@ def parse_args():
         const='auto',
         help='resume from this checkpoint, or without a path from the latest one '
         'in the work dir')
+    add_checkpoint_arguments(parser)
     add_runner_arguments(parser)
     return parse_runner_arguments(parser)
 
@@ -40,6 +45,10 @@ def main():
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr.base_batch_size '
                                f'in the config {args.config}')
         cfg.auto_scale_lr.enable = True
+    if args.resume is not None and args.allow_partial_checkpoint:
+        raise ValueError('--allow-partial-checkpoint cannot be used with --resume: '
+                         'resuming needs the checkpoint of this very model')
+    add_checkpoint_check(cfg, args.allow_partial_checkpoint)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -22,6 +22,7 @@ added with :func:`register_checkpoint_globals`.
 """
 import os.path as osp
 import pickle
+import zipfile
 from typing import Callable, List
 
 import numpy as np
@@ -33,8 +34,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 def _history_buffer_getattr(obj, name: str):
     """``getattr`` restricted to what a pickled HistoryBuffer needs."""
     # the defaults are registered lazily, by the first HistoryBuffer built
-    allowed = {'min', 'max', 'current', 'mean'} | set(
-        HistoryBuffer._statistics_methods)
+    allowed = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
     if obj is HistoryBuffer and isinstance(name, str) and name in allowed:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
@@ -44,11 +44,11 @@ def _history_buffer_getattr(obj, name: str):
 
 def _numpy_globals() -> List:
     core = getattr(np, '_core', None) or np.core
-    found = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray,
-             np.dtype]
-    found += [type(np.dtype(t)) for t in ('bool', 'uint8', 'int8', 'int16',
-                                          'int32', 'int64', 'float16', 'float32',
-                                          'float64')]
+    found = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype]
+    found += [
+        type(np.dtype(t)) for t in ('bool', 'uint8', 'int8', 'int16', 'int32', 'int64',
+                                    'float16', 'float32', 'float64')
+    ]
     return found
 
 
@@ -73,21 +73,61 @@ def checkpoint_globals() -> List:
 
 
 def load_local_checkpoint(filename: str, map_location=None):
-    """mmengine's local loader with ``weights_only=True`` and mmengine's types."""
+    """mmengine's local loader with ``weights_only=True`` and mmengine's types.
+
+    Errors name the file and say what is wrong with it: missing, empty (0 bytes),
+    truncated or not a PyTorch checkpoint (torch says only "failed finding central
+    directory" or "Ran out of input"), or holding an object that is not allowed.
+    """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} can not be found')
+    size = osp.getsize(filename)
+    if size == 0:
+        raise RuntimeError(
+            f'cannot load checkpoint {filename}: the file is empty (0 bytes); it was '
+            'probably cut off while being saved or copied (full disk, killed job). '
+            'Use another checkpoint, e.g. the one saved before it.')
+    with open(filename, 'rb') as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (torch >= 1.6) or a pickle (legacy format)
+    if not (head.startswith(b'PK\x03\x04') or head.startswith(b'\x80')):
+        raise RuntimeError(
+            f'cannot load checkpoint {filename} ({size} bytes): the file is '
+            f'truncated or is not a PyTorch checkpoint (it starts with {head!r}, '
+            'not with a zip archive or a pickle). Re-copy it, or use another '
+            'checkpoint.')
     try:
         with torch.serialization.safe_globals(_CHECKPOINT_GLOBALS):
-            return torch.load(filename, map_location=map_location,
-                              weights_only=True)
+            return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if 'Unsupported operand' in str(e):  # damaged pickle bytes, not a type
+            raise RuntimeError(
+                f'cannot load checkpoint {filename} ({size} bytes): the file is '
+                'truncated or is not a PyTorch checkpoint (its pickle data is '
+                'damaged). Re-copy it, or use another checkpoint.') from None
         raise pickle.UnpicklingError(
             f'refused to load checkpoint {filename}: it holds an object that is not '
             f'a tensor or one of the types mmengine saves. {e}\nmwam_mm loads '
             'checkpoints with weights_only=True (untrusted files cannot run code); '
             'if you trust this file, allow the type with '
             'mwam_mm.compat.register_checkpoint_globals([...]).') from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError,
+            zipfile.BadZipFile) as e:
+        first_line = str(e).splitlines()[0] if str(e) else ''
+        if isinstance(
+                e, RuntimeError) and not any(p in str(e) for p in _CORRUPTION_MESSAGES):
+            # not about the file's bytes (e.g. a CUDA map_location on a CPU machine)
+            raise RuntimeError(f'cannot load checkpoint {filename}: {e}') from None
+        raise RuntimeError(
+            f'cannot load checkpoint {filename} ({size} bytes): the file is '
+            f'truncated or is not a PyTorch checkpoint (torch: {type(e).__name__}: '
+            f'{first_line}). Re-copy it, or use another checkpoint.') from None
+
+
+# what torch says about a cut-off or foreign file (zip reader, legacy reader)
+_CORRUPTION_MESSAGES = ('PytorchStreamReader', 'zip archive', 'unexpected EOF',
+                        'corrupted', 'magic number', 'central directory')
 
 
 def install_checkpoint_loader() -> None:
@@ -102,6 +142,6 @@ def mmengine_local_loader() -> Callable:
 
 
 __all__ = [
-    'install_checkpoint_loader', 'load_local_checkpoint',
-    'register_checkpoint_globals', 'checkpoint_globals', 'mmengine_local_loader'
+    'install_checkpoint_loader', 'load_local_checkpoint', 'register_checkpoint_globals',
+    'checkpoint_globals', 'mmengine_local_loader'
 ]

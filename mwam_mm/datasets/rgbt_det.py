@@ -1,20 +1,26 @@
 """Base class of paired RGB-thermal detection datasets with VOC XML annotations."""
+import logging
+import math
 import os
 import os.path as osp
 import re
 import xml.etree.ElementTree as ET
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmdet.datasets import BaseDetDataset
 from mmengine.fileio import list_from_file
+from mmengine.logging import print_log
+
+from ..compat.resume import SeededSamplesMixin
+from ..presence import check_pipeline_carries_missing
+from .transforms.loading import image_size
 
 
 def check_classes(classes, source: str) -> Tuple[str, ...]:
     """Classes must be a sequence of names (``('person',)``, not ``('person')``)."""
     if isinstance(classes, str):
-        raise TypeError(
-            f'{source}: classes must be a tuple of names, got the string '
-            f"{classes!r}; write ({classes!r},) with a trailing comma")
+        raise TypeError(f'{source}: classes must be a tuple of names, got the string '
+                        f"{classes!r}; write ({classes!r},) with a trailing comma")
     classes = tuple(classes)
     if not classes or not all(isinstance(c, str) for c in classes):
         raise TypeError(f'{source}: classes must be a non-empty tuple of names, '
@@ -45,36 +51,100 @@ def _number(node: ET.Element, tag: str, path: str, where: str) -> float:
     child = node.find(tag)
     if child is None or child.text is None or not child.text.strip():
         raise ValueError(f'{path}: {where} has no <{tag}> value')
+    text = child.text.strip()
     try:
-        return float(child.text.strip())
+        value = float(text)
     except ValueError:
-        raise ValueError(f'{path}: {where} <{tag}> is {child.text.strip()!r}, '
+        raise ValueError(f'{path}: {where} <{tag}> is {text!r}, '
                          'not a number') from None
+    if not math.isfinite(value):  # float() accepts 'nan' and 'inf'
+        raise ValueError(f'{path}: {where} <{tag}> is {text!r}, not a finite '
+                         'number')
+    return value
+
+
+def check_box(box: Sequence[float],
+              image_size: Optional[Tuple[int, int]],
+              tolerance: float,
+              source: str,
+              where: str,
+              image: str = '',
+              shown=None) -> List[float]:
+    """Check one ``[x1, y1, x2, y2]`` box against its image; return it clipped.
+
+    The one check of every annotation format (VOC XML, COCO JSON), so that no
+    path lets through what another refuses.
+
+    Args:
+        box (Sequence[float]): Corners ``x1, y1, x2, y2`` in pixels.
+        image_size (tuple, optional): ``(width, height)`` of the real image; None
+            skips the range check.
+        tolerance (float): Pixels a box may exceed the image before it is an error;
+            within it the box is clipped to the image.
+        source (str): The annotation file, for the message.
+        where (str): Which object, for the message (``object 3 (person)``).
+        image (str): The image file, for the message.
+        shown: The box as the file writes it (COCO: ``[x, y, w, h]``); defaults
+            to ``box``.
+
+    Raises:
+        ValueError: A non-finite coordinate, an empty box, or a box more than
+            ``tolerance`` pixels outside the image.
+    """
+    shown = list(box) if shown is None else shown
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise ValueError(f'{source}: {where} has a non-finite coordinate in its '
+                         f'box {shown}')
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f'{source}: {where} has an empty box {shown}')
+    if image_size is None:
+        return [x1, y1, x2, y2]
+    width, height = image_size
+    if (x1 < -tolerance or y1 < -tolerance or x2 > width + tolerance
+            or y2 > height + tolerance):
+        image = f' {image}' if image else ''
+        raise ValueError(
+            f'{source}: {where} box {shown} lies outside the {width}x{height} '
+            f'image{image} (by more than the box_tolerance of {tolerance} px)')
+    return [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))]
 
 
 def parse_voc_xml(path: str,
                   cat2label: Dict[str, int],
                   ignore_classes: Sequence[str] = (),
-                  tolerance: float = 1.0) -> dict:
+                  tolerance: float = 1.0,
+                  image_size: Optional[Tuple[int, int]] = None,
+                  image_path: str = '') -> dict:
     """Parse one VOC XML file into mmdet's ``width``/``height``/``instances``.
 
     Tolerates what real RGB-T files contain: no XML declaration, stray text after a
     tag or after the root, a ``<depth>`` that disagrees with the image. Fails with
-    the file's name on what would lose or corrupt data: an unknown class (unless
-    listed in ``ignore_classes``), a missing or non-numeric coordinate, an empty box,
-    or a box more than ``tolerance`` pixels outside the ``<size>`` it declares.
+    the file's name, the object and the box on what would lose or corrupt data: an
+    unknown class (unless listed in ``ignore_classes``), a missing, non-numeric or
+    non-finite (``nan``, ``inf``) coordinate, an empty box, or a box more than
+    ``tolerance`` pixels outside the image (see :func:`check_box`).
+
+    Boxes are checked against ``image_size``, the real image's size (read from its
+    header by the datasets): a file's ``<size>`` can be wrong. Without
+    ``image_size`` the declared ``<size>`` is used.
 
     ``difficult`` objects get ``ignore_flag=1`` as in mmdet's VOC datasets.
     Coordinates are used as written (pixel corners, no 1-based shift).
+
+    Returns:
+        dict: ``width``, ``height`` (the real size when given), ``instances`` and
+        ``declared_size`` (the ``<size>`` of the file, or None).
     """
     root = _read_xml(path)
     size = root.find('size')
-    width = height = None
+    declared = None
     if size is not None and size.find('width') is not None:
         width = int(_number(size, 'width', path, '<size>'))
         height = int(_number(size, 'height', path, '<size>'))
-        if width <= 0 or height <= 0:
-            width = height = None  # unknown size: boxes are not range-checked
+        if width > 0 and height > 0:
+            declared = (width, height)
+    checked_size = tuple(image_size) if image_size is not None else declared
     instances = []
     for i, obj in enumerate(root.findall('object')):
         name_node = obj.find('name')
@@ -91,35 +161,47 @@ def parse_voc_xml(path: str,
         box = obj.find('bndbox')
         if box is None:
             raise ValueError(f'{path}: {where} has no <bndbox>')
-        x1, y1, x2, y2 = (_number(box, t, path, where)
-                          for t in ('xmin', 'ymin', 'xmax', 'ymax'))
-        if x2 <= x1 or y2 <= y1:
-            raise ValueError(f'{path}: {where} has an empty box '
-                             f'[{x1}, {y1}, {x2}, {y2}]')
-        if width is not None and (x1 < -tolerance or y1 < -tolerance
-                                  or x2 > width + tolerance
-                                  or y2 > height + tolerance):
-            raise ValueError(
-                f'{path}: {where} box [{x1}, {y1}, {x2}, {y2}] lies outside the '
-                f'{width}x{height} image the file declares')
-        if width is not None:
-            x1, y1 = max(x1, 0.0), max(y1, 0.0)
-            x2, y2 = min(x2, float(width)), min(y2, float(height))
+        coords = [
+            _number(box, t, path, where) for t in ('xmin', 'ymin', 'xmax', 'ymax')
+        ]
+        bbox = check_box(coords, checked_size, tolerance, path, where,
+                         image_path if image_size is not None else '')
         difficult = obj.find('difficult')
         difficult = difficult is not None and (difficult.text or '').strip() == '1'
         instances.append(
-            dict(bbox=[x1, y1, x2, y2], bbox_label=cat2label[name],
-                 ignore_flag=int(difficult)))
-    return dict(width=width, height=height, instances=instances)
+            dict(bbox=bbox, bbox_label=cat2label[name], ignore_flag=int(difficult)))
+    width, height = checked_size if checked_size is not None else (None, None)
+    return dict(width=width, height=height, instances=instances, declared_size=declared)
 
 
-class RGBTDetDataset(BaseDetDataset):
+def warn_size_mismatches(mismatches: List[str], owner: str, source: str) -> None:
+    """One warning for the annotations whose declared image size is wrong."""
+    if not mismatches:
+        return
+    shown = '; '.join(mismatches[:3])
+    more = f' (and {len(mismatches) - 3} more)' if len(mismatches) > 3 else ''
+    print_log(
+        f'{owner}: {len(mismatches)} annotation(s) in {source} declare an image '
+        f'size that differs from their image: {shown}{more}. Boxes were checked '
+        'against, and the data info uses, the real size read from the image.',
+        logger='current',
+        level=logging.WARNING)
+
+
+class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
     """Aligned RGB-thermal pairs with one VOC XML annotation per pair.
 
     Subclasses say where a sample's files are (:meth:`sample_files`) and how the
     sample names are listed (:meth:`list_stems`). Each data info holds ``img_path``
     (RGB), ``thermal_path``, ``width``, ``height`` and ``instances``, the keys
     :class:`mwam_mm.datasets.LoadRGBTImagePair` and mmdet's transforms use.
+
+    16-bit (radiometric) thermal files are loaded at full depth and scaled as
+    :class:`mwam_mm.datasets.LoadRGBTImagePair`'s ``depth_scaling`` says, alike for
+    every dataset class. An index from :class:`mwam_mm.compat.ResumableSampler`
+    runs its sample's pipeline under the sample's own random stream
+    (:class:`mwam_mm.compat.SeededSamplesMixin`), which makes a resumed epoch draw
+    the augmentation of the interrupted one.
 
     Args:
         ann_file (str): A split file with one sample name per line, relative to
@@ -132,8 +214,10 @@ class RGBTDetDataset(BaseDetDataset):
             (e.g. FLIR's stray ``dog``). Any other unknown name is an error.
         require_annotations (bool): A missing XML file is an error (default). If
             False such samples get no instances (unannotated test images).
-        box_tolerance (float): Pixels a box may exceed the declared image size
-            (then clipped) before it is an error. Defaults to 1.
+        box_tolerance (float): Pixels a box may exceed the image (then clipped)
+            before it is an error. Defaults to 1. Boxes are checked against the
+            real image size, read from the RGB image's header when the dataset
+            is built; a ``<size>`` that disagrees is reported in one warning.
         **kwargs: Arguments of ``mmdet.datasets.BaseDetDataset``.
     """
 
@@ -151,6 +235,7 @@ class RGBTDetDataset(BaseDetDataset):
         self.require_annotations = require_annotations
         self.box_tolerance = box_tolerance
         super().__init__(*args, **kwargs)
+        check_pipeline_carries_missing(self.pipeline, type(self).__name__)
 
     # hooks for subclasses -------------------------------------------------
     def list_stems(self) -> List[str]:
@@ -162,10 +247,9 @@ class RGBTDetDataset(BaseDetDataset):
     def sample_files(self, stem: str) -> Dict[str, str]:
         """``img_path``, ``thermal_path`` and ``ann_path`` of sample ``stem``."""
         return dict(
-            img_path=osp.join(self.data_prefix.get('img', ''),
-                              stem + self.img_suffix),
-            thermal_path=osp.join(self.data_prefix.get('thermal', ''),
-                                  stem + self.thermal_suffix),
+            img_path=osp.join(self.data_prefix.get('img', ''), stem + self.img_suffix),
+            thermal_path=osp.join(
+                self.data_prefix.get('thermal', ''), stem + self.thermal_suffix),
             ann_path=osp.join(self.data_prefix.get('ann', ''), stem + '.xml'))
 
     # ------------------------------------------------------------------------
@@ -183,16 +267,15 @@ class RGBTDetDataset(BaseDetDataset):
         stems = [line.strip() for line in list_from_file(path) if line.strip()]
         if not stems:
             raise ValueError(f'{type(self).__name__}: split file {path} is empty')
-        return [osp.splitext(s)[0] if s.endswith(self.img_suffix) else s
-                for s in stems]
+        return [osp.splitext(s)[0] if s.endswith(self.img_suffix) else s for s in stems]
 
     def _list_folder(self, folder: str, suffix: str) -> List[str]:
         if not osp.isdir(folder):
             raise FileNotFoundError(
                 f'{type(self).__name__}: folder {folder!r} not found (data_root '
                 f'{self.data_root!r}, data_prefix {self.data_prefix})')
-        stems = sorted(
-            f[:-len(suffix)] for f in os.listdir(folder) if f.endswith(suffix))
+        stems = sorted(f[:-len(suffix)] for f in os.listdir(folder)
+                       if f.endswith(suffix))
         if not stems:
             raise ValueError(f'{type(self).__name__}: no *{suffix} files in '
                              f'{folder}')
@@ -200,10 +283,9 @@ class RGBTDetDataset(BaseDetDataset):
 
     def load_data_list(self) -> List[dict]:
         self._check_data_root()
-        classes = check_classes(self.metainfo.get('classes', ()),
-                                type(self).__name__)
+        classes = check_classes(self.metainfo.get('classes', ()), type(self).__name__)
         self.cat2label = {c: i for i, c in enumerate(classes)}
-        data_list = []
+        data_list, mismatches = [], []
         for stem in self.list_stems():
             files = self.sample_files(stem)
             for key in ('img_path', 'thermal_path'):
@@ -213,17 +295,32 @@ class RGBTDetDataset(BaseDetDataset):
                         f'{type(self).__name__}: sample {stem!r}: the {partner} image '
                         f'{files[key]} does not exist')
             ann_path = files.pop('ann_path')
+            # the real size, from the header: an XML's <size> may be wrong
+            real_size = image_size(files['img_path'])
             if osp.isfile(ann_path):
-                info = parse_voc_xml(ann_path, self.cat2label, self.ignore_classes,
-                                     self.box_tolerance)
+                info = parse_voc_xml(
+                    ann_path,
+                    self.cat2label,
+                    self.ignore_classes,
+                    self.box_tolerance,
+                    image_size=real_size,
+                    image_path=files['img_path'])
+                declared = info.pop('declared_size')
+                if declared is not None and declared != real_size:
+                    mismatches.append(
+                        f'{ann_path} says {declared[0]}x{declared[1]}, '
+                        f'{files["img_path"]} is {real_size[0]}x{real_size[1]}')
             elif self.require_annotations:
                 raise FileNotFoundError(
                     f'{type(self).__name__}: sample {stem!r}: annotation {ann_path} '
                     'does not exist (require_annotations=False accepts '
                     'unannotated samples)')
             else:
-                info = dict(width=None, height=None, instances=[])
+                info = dict(width=real_size[0], height=real_size[1], instances=[])
             data_list.append(dict(files, img_id=stem, **info))
+        warn_size_mismatches(mismatches,
+                             type(self).__name__,
+                             self.data_prefix.get('ann', '') or 'the annotations')
         return data_list
 
     def filter_data(self) -> List[dict]:
@@ -233,8 +330,8 @@ class RGBTDetDataset(BaseDetDataset):
         min_size = self.filter_cfg.get('min_size', 0)
         kept = []
         for info in self.data_list:
-            if filter_empty_gt and not any(
-                    not i['ignore_flag'] for i in info['instances']):
+            if filter_empty_gt and not any(not i['ignore_flag']
+                                           for i in info['instances']):
                 continue
             if info['width'] is not None and min(info['width'],
                                                  info['height']) < min_size:

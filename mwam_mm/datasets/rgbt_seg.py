@@ -7,10 +7,12 @@ from mmengine.fileio import list_from_file
 from mmengine.registry import DATASETS
 from mmseg.datasets import BaseSegDataset
 
+from ..compat.resume import SeededSamplesMixin
+from ..presence import check_pipeline_carries_missing
 from .rgbt_det import check_classes
 
 
-class RGBTSegDataset(BaseSegDataset):
+class RGBTSegDataset(SeededSamplesMixin, BaseSegDataset):
     """Aligned RGB-thermal images with one label map each.
 
     Subclasses say where a sample's files are (:meth:`sample_files`). A data info
@@ -18,6 +20,13 @@ class RGBTSegDataset(BaseSegDataset):
     multi-channel file, channels in layout order), plus ``seg_map_path``, the keys
     :class:`mwam_mm.datasets.LoadRGBTImagePair` and
     :class:`mwam_mm.datasets.LoadRGBTSegAnnotations` read.
+
+    16-bit (radiometric) thermal files are loaded at full depth and scaled as
+    :class:`mwam_mm.datasets.LoadRGBTImagePair`'s ``depth_scaling`` says, alike for
+    every dataset class. An index from :class:`mwam_mm.compat.ResumableSampler`
+    runs its sample's pipeline under the sample's own random stream
+    (:class:`mwam_mm.compat.SeededSamplesMixin`), which makes a resumed epoch draw
+    the augmentation of the interrupted one.
 
     Args:
         ann_file (str): Split file, one sample name per line (relative to
@@ -29,8 +38,8 @@ class RGBTSegDataset(BaseSegDataset):
     """
 
     def __init__(self, *args, img_suffix: str = '.png', **kwargs):
-        super().__init__(*args, img_suffix=img_suffix, seg_map_suffix='.png',
-                         **kwargs)
+        super().__init__(*args, img_suffix=img_suffix, seg_map_suffix='.png', **kwargs)
+        check_pipeline_carries_missing(self.pipeline, type(self).__name__)
 
     def sample_files(self, stem: str) -> Dict[str, str]:
         raise NotImplementedError
@@ -74,10 +83,15 @@ class RGBTSegDataset(BaseSegDataset):
                         f'{name}: sample {stem!r} (from '
                         f'{self.ann_file or self.label_folder()}): its {key} {path} '
                         'does not exist')
-            data_list.append(dict(
-                files, img_id=stem, label_map=self.label_map,
-                reduce_zero_label=self.reduce_zero_label, seg_fields=[],
-                num_classes=len(classes), ignore_index=self.ignore_index))
+            data_list.append(
+                dict(
+                    files,
+                    img_id=stem,
+                    label_map=self.label_map,
+                    reduce_zero_label=self.reduce_zero_label,
+                    seg_fields=[],
+                    num_classes=len(classes),
+                    ignore_index=self.ignore_index))
         return data_list
 
 
@@ -95,20 +109,21 @@ class MFNetDataset(RGBTSegDataset):
     """
 
     METAINFO = dict(
-        classes=('unlabeled', 'car', 'person', 'bike', 'curve', 'car_stop',
-                 'guardrail', 'color_cone', 'bump'),
-        palette=[[0, 0, 0], [64, 0, 128], [64, 64, 0], [0, 128, 192],
-                 [0, 0, 192], [128, 128, 0], [64, 64, 128], [192, 128, 128],
-                 [192, 64, 0]])
+        classes=('unlabeled', 'car', 'person', 'bike', 'curve', 'car_stop', 'guardrail',
+                 'color_cone', 'bump'),
+        palette=[[0, 0, 0], [64, 0, 128], [64, 64, 0], [0, 128, 192], [0, 0, 192],
+                 [128, 128, 0], [64, 64, 128], [192, 128, 128], [192, 64, 0]])
 
-    def __init__(self, *args,
-                 data_prefix: dict = dict(img='images', seg='labels'), **kwargs):
+    def __init__(self,
+                 *args,
+                 data_prefix: dict = dict(img='images', seg='labels'),
+                 **kwargs):
         super().__init__(*args, data_prefix=data_prefix, **kwargs)
 
     def sample_files(self, stem: str) -> Dict[str, str]:
         return dict(
-            stacked_path=osp.join(self.data_prefix.get('img', ''),
-                                  stem + self.img_suffix),
+            stacked_path=osp.join(
+                self.data_prefix.get('img', ''), stem + self.img_suffix),
             seg_map_path=osp.join(self.label_folder(), stem + '.png'))
 
 
@@ -127,19 +142,20 @@ class PST900Dataset(RGBTSegDataset):
     METAINFO = dict(
         classes=('background', 'fire_extinguisher', 'backpack', 'hand_drill',
                  'survivor'),
-        palette=[[0, 0, 0], [0, 0, 255], [0, 255, 0], [255, 0, 0],
-                 [255, 255, 255]])
+        palette=[[0, 0, 0], [0, 0, 255], [0, 255, 0], [255, 0, 0], [255, 255, 255]])
 
-    def __init__(self, *args,
-                 data_prefix: dict = dict(img='train/rgb', thermal='train/thermal',
-                                          seg='train/labels'), **kwargs):
+    def __init__(self,
+                 *args,
+                 data_prefix: dict = dict(
+                     img='train/rgb', thermal='train/thermal', seg='train/labels'),
+                 **kwargs):
         super().__init__(*args, data_prefix=data_prefix, **kwargs)
 
     def sample_files(self, stem: str) -> Dict[str, str]:
         return dict(
             img_path=osp.join(self.data_prefix.get('img', ''), stem + self.img_suffix),
-            thermal_path=osp.join(self.data_prefix.get('thermal', ''),
-                                  stem + self.img_suffix),
+            thermal_path=osp.join(
+                self.data_prefix.get('thermal', ''), stem + self.img_suffix),
             seg_map_path=osp.join(self.label_folder(), stem + '.png'))
 
 
@@ -156,17 +172,21 @@ class FMBDataset(PST900Dataset):
 
     METAINFO = dict(
         classes=('Road', 'Sidewalk', 'Building', 'Traffic Lamp', 'Traffic Sign',
-                 'Vegetation', 'Sky', 'Person', 'Car', 'Truck', 'Bus',
-                 'Motorcycle', 'Bicycle', 'Pole'),
+                 'Vegetation', 'Sky', 'Person', 'Car', 'Truck', 'Bus', 'Motorcycle',
+                 'Bicycle', 'Pole'),
         palette=[[128, 64, 128], [244, 35, 232], [70, 70, 70], [250, 170, 30],
                  [220, 220, 0], [107, 142, 35], [70, 130, 180], [220, 20, 60],
-                 [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 0, 230],
-                 [119, 11, 32], [153, 153, 153]])
+                 [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 0, 230], [119, 11, 32],
+                 [153, 153, 153]])
 
-    def __init__(self, *args,
-                 data_prefix: dict = dict(img='train/Visible',
-                                          thermal='train/Infrared',
-                                          seg='train/Label'),
-                 reduce_zero_label: bool = True, **kwargs):
-        super().__init__(*args, data_prefix=data_prefix,
-                         reduce_zero_label=reduce_zero_label, **kwargs)
+    def __init__(self,
+                 *args,
+                 data_prefix: dict = dict(
+                     img='train/Visible', thermal='train/Infrared', seg='train/Label'),
+                 reduce_zero_label: bool = True,
+                 **kwargs):
+        super().__init__(
+            *args,
+            data_prefix=data_prefix,
+            reduce_zero_label=reduce_zero_label,
+            **kwargs)

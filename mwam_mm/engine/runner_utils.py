@@ -74,8 +74,10 @@ def parse_runner_arguments(parser: argparse.ArgumentParser) -> argparse.Namespac
     return args
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None,
-                work_dir: Optional[str] = None, launcher: str = 'none') -> Config:
+def load_config(path: str,
+                cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None,
+                launcher: str = 'none') -> Config:
     """Load a config as tools/train.py does: options, work_dir, launcher."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file {path} not found')
@@ -91,6 +93,43 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
         os.environ['LOCAL_RANK'] = '0'
     setup_distributed_on_cpu(cfg, launcher)
     return cfg
+
+
+def add_checkpoint_check(cfg: Config, allow_partial: bool = False) -> Config:
+    """Make the runner refuse a ``load_from``/resume checkpoint that does not fit.
+
+    Adds :class:`mwam_mm.compat.CheckpointMatchHook` to ``cfg.custom_hooks`` (or
+    sets ``allow_partial`` on the one the config has). mmengine alone loads such a
+    checkpoint non-strictly and only logs what it left out.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        allow_partial (bool): A partial ``load_from`` is meant: load what fits and
+            warn. Resuming always needs the full model.
+    """
+    hooks = list(cfg.get('custom_hooks') or [])
+    for hook in hooks:
+        if isinstance(hook,
+                      dict) and hook.get('type') in ('CheckpointMatchHook',
+                                                     'mmengine.CheckpointMatchHook'):
+            hook['allow_partial'] = bool(allow_partial) or bool(
+                hook.get('allow_partial', False))
+            break
+    else:
+        hooks.append(
+            dict(type='CheckpointMatchHook', allow_partial=bool(allow_partial)))
+    cfg.custom_hooks = hooks
+    return cfg
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The option that allows a partial checkpoint load (tools/*.py)."""
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='load a checkpoint whose tensors do not all fit the model (missing, '
+        'unexpected or of another shape), e.g. to fine-tune from another model; '
+        'without it such a checkpoint is refused. Never for --resume')
 
 
 def build_runner(cfg: Config) -> Runner:

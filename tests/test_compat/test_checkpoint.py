@@ -30,16 +30,21 @@ def test_save_load_from_and_resume(tmp_path):
     loaded.load_or_resume()
     assert same_params(params_of(loaded), params_of(runner))
 
-    resumed = toy_runner(tmp_path / 'a', epochs=3, resume=True, name='c',
-                         load_from=str(tmp_path / 'a' / 'epoch_1.pth'))
+    resumed = toy_runner(
+        tmp_path / 'a',
+        epochs=3,
+        resume=True,
+        name='c',
+        load_from=str(tmp_path / 'a' / 'epoch_1.pth'))
     resumed.train()
     assert resumed.epoch == 3
     assert (tmp_path / 'a' / 'epoch_3.pth').exists()
 
 
 class Evil:
+
     def __reduce__(self):
-        return (os.system, ('touch PWNED_BY_CHECKPOINT',))
+        return (os.system, ('touch PWNED_BY_CHECKPOINT', ))
 
 
 def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path, monkeypatch):
@@ -47,8 +52,8 @@ def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path, monkeypatch):
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': Evil()}, path)
     runner = toy_runner(tmp_path / 'w', epochs=0, load_from=str(path), name='e')
-    with pytest.raises(pickle.UnpicklingError,
-                       match=r'refused to load checkpoint .*evil\.pth'):
+    with pytest.raises(
+            pickle.UnpicklingError, match=r'refused to load checkpoint .*evil\.pth'):
         runner.load_or_resume()
     assert not (tmp_path / 'PWNED_BY_CHECKPOINT').exists()
 
@@ -59,6 +64,7 @@ def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
     from mmengine.logging import HistoryBuffer
 
     class GetattrExploit:  # reaches past the allowlisted class
+
         def __reduce__(self):
             return (builtins.getattr, (HistoryBuffer, '__init__'))
 
@@ -71,3 +77,46 @@ def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
 def test_missing_checkpoint_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         load_local_checkpoint(str(tmp_path / 'nope.pth'))
+
+
+def test_empty_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / 'epoch_3.pth'
+    path.write_bytes(b'')
+    with pytest.raises(
+            RuntimeError,
+            match=r'cannot load checkpoint .*epoch_3\.pth:'
+            r' the file is empty \(0 bytes\)'):
+        load_local_checkpoint(str(path))
+    # as mmengine's runner meets it (load_from)
+    runner = toy_runner(tmp_path / 'w', epochs=0, load_from=str(path), name='z')
+    with pytest.raises(RuntimeError, match=r'epoch_3\.pth: the file is empty'):
+        runner.load_or_resume()
+
+
+@pytest.mark.parametrize('zip_format', [True, False])
+def test_truncated_checkpoint_names_the_file(tmp_path, zip_format):
+    full = tmp_path / 'full.pth'
+    torch.save({
+        'state_dict': {
+            'w': torch.zeros(2000)
+        },
+        'meta': {}
+    },
+               full,
+               _use_new_zipfile_serialization=zip_format)
+    cut = tmp_path / 'cut.pth'
+    data = full.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(
+            RuntimeError,
+            match=rf'cannot load checkpoint .*cut\.pth '
+            rf'\({len(data) // 2} bytes\): the file is truncated or is '
+            'not a PyTorch checkpoint'):
+        load_local_checkpoint(str(cut))
+    text = tmp_path / 'notes.pth'
+    text.write_text('not a checkpoint')
+    with pytest.raises(
+            RuntimeError,
+            match=r'notes\.pth \(16 bytes\): the file is '
+            'truncated or is not a PyTorch checkpoint'):
+        load_local_checkpoint(str(text))

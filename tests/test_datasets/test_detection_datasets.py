@@ -26,8 +26,10 @@ def boxes_in_file(path):
     boxes = []
     for obj in re.findall(r'<object>(.*?)</object>', text, re.S):
         name = re.search(r'<name>(.*?)</name>', obj).group(1)
-        coords = [float(re.search(f'<{t}>(.*?)</{t}>', obj).group(1))
-                  for t in ('xmin', 'ymin', 'xmax', 'ymax')]
+        coords = [
+            float(re.search(f'<{t}>(.*?)</{t}>', obj).group(1))
+            for t in ('xmin', 'ymin', 'xmax', 'ymax')
+        ]
         boxes.append((name, coords))
     return boxes
 
@@ -45,8 +47,8 @@ def test_real_llvip_files_parse_with_their_quirks():
         assert info['thermal_path'].endswith(f'infrared/train/{info["img_id"]}.jpg')
     # 010002 has stray text after </folder>; 010003 has no XML declaration
     assert len(infos(ds)[1]['instances']) == 4
-    assert not open(osp.join(LLVIP, 'Annotations/010003.xml')).read().startswith(
-        '<?xml')
+    assert not open(osp.join(LLVIP,
+                             'Annotations/010003.xml')).read().startswith('<?xml')
 
 
 def test_real_m3fd_pair_maps_classes_by_name():
@@ -56,10 +58,14 @@ def test_real_m3fd_pair_maps_classes_by_name():
     assert sorted(names) == ['Car'] * 7 + ['Lamp']
     assert [i['bbox'] for i in info['instances']] == \
         [b for _, b in boxes_in_file(osp.join(M3FD, 'Annotation/00471.xml'))]
-    reordered = M3FDDataset(data_root=M3FD, pipeline=[], metainfo=dict(
-        classes=('Lamp', 'Car', 'People', 'Bus', 'Motorcycle', 'Truck')))
-    relabelled = [reordered.metainfo['classes'][i['bbox_label']]
-                  for i in infos(reordered)[0]['instances']]
+    reordered = M3FDDataset(
+        data_root=M3FD,
+        pipeline=[],
+        metainfo=dict(classes=('Lamp', 'Car', 'People', 'Bus', 'Motorcycle', 'Truck')))
+    relabelled = [
+        reordered.metainfo['classes'][i['bbox_label']]
+        for i in infos(reordered)[0]['instances']
+    ]
     assert sorted(relabelled) == sorted(names)
 
 
@@ -67,17 +73,20 @@ def test_unannotated_test_images(tmp_path):
     prefix = dict(img='visible/test', thermal='infrared/test', ann='Annotations')
     with pytest.raises(FileNotFoundError, match=r'190001\.xml does not exist'):
         LLVIPDataset(data_root=LLVIP, data_prefix=prefix, pipeline=[])
-    ds = LLVIPDataset(data_root=LLVIP, data_prefix=prefix, pipeline=[],
-                      require_annotations=False, test_mode=True)
+    ds = LLVIPDataset(
+        data_root=LLVIP,
+        data_prefix=prefix,
+        pipeline=[],
+        require_annotations=False,
+        test_mode=True)
     assert infos(ds)[0]['instances'] == []
 
 
 def test_flir_voc_and_coco_forms_agree(tmp_path):
     root = write_flir(str(tmp_path / 'flir'))
-    voc = FLIRAlignedDataset(data_root=root, ann_file='align_train.txt',
-                             pipeline=[])
-    coco = FLIRAlignedDataset(data_root=root, ann_file='Annotation_train.json',
-                              pipeline=[])
+    voc = FLIRAlignedDataset(data_root=root, ann_file='align_train.txt', pipeline=[])
+    coco = FLIRAlignedDataset(
+        data_root=root, ann_file='Annotation_train.json', pipeline=[])
     assert len(voc) == 3 and len(coco) == 6
     for v, c in zip(infos(voc), infos(coco)[:3]):
         assert v['img_path'] == c['img_path']
@@ -89,11 +98,14 @@ def test_flir_voc_and_coco_forms_agree(tmp_path):
             [i['bbox_label'] for i in c['instances']]
     # the stray dog is dropped by default, an error when not ignored
     with pytest.raises(ValueError, match=r"class 'dog'.*ignore_classes"):
-        FLIRAlignedDataset(data_root=root, ann_file='align_train.txt', pipeline=[],
-                           ignore_classes=())
+        FLIRAlignedDataset(
+            data_root=root, ann_file='align_train.txt', pipeline=[], ignore_classes=())
     with pytest.raises(ValueError, match=r"categories \['dog'\]"):
-        FLIRAlignedDataset(data_root=root, ann_file='Annotation_train.json',
-                           pipeline=[], ignore_classes=())
+        FLIRAlignedDataset(
+            data_root=root,
+            ann_file='Annotation_train.json',
+            pipeline=[],
+            ignore_classes=())
 
 
 def test_generated_m3fd_layout_with_split_files(tmp_path):
@@ -114,8 +126,9 @@ def llvip_copy(tmp_path):
 
 def test_missing_partner_image(llvip_copy):
     os.remove(llvip_copy / 'infrared/train/010002.jpg')
-    with pytest.raises(FileNotFoundError,
-                       match=r"sample '010002': the thermal image .*010002\.jpg"):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r"sample '010002': the thermal image .*010002\.jpg"):
         LLVIPDataset(data_root=str(llvip_copy), pipeline=[])
 
 
@@ -127,10 +140,12 @@ def test_malformed_xml(llvip_copy):
 
 def test_box_outside_the_image(llvip_copy):
     path = llvip_copy / 'Annotations/010001.xml'
-    path.write_text(path.read_text().replace('<xmax>351</xmax>',
-                                             '<xmax>1500</xmax>', 1))
-    with pytest.raises(ValueError, match=r'010001\.xml: object 0 \(person\) box '
-                       r'.*outside the 1280x1024 image'):
+    path.write_text(path.read_text().replace('<xmax>351</xmax>', '<xmax>1500</xmax>',
+                                             1))
+    with pytest.raises(
+            ValueError,
+            match=r'010001\.xml: object 0 \(person\) box '
+            r'.*outside the 1280x1024 image'):
         LLVIPDataset(data_root=str(llvip_copy), pipeline=[])
 
 
@@ -171,11 +186,23 @@ def test_wrong_data_root_and_string_classes(tmp_path):
         LLVIPDataset(data_root=LLVIP, pipeline=[], metainfo=dict(classes='person'))
 
 
-def test_unreadable_image_is_named_by_the_loader(llvip_copy):
+def test_unreadable_image_is_named(llvip_copy):
     from mmengine.registry import TRANSFORMS
+
+    # the dataset reads every RGB image's header when it is built...
     (llvip_copy / 'visible/train/010001.jpg').write_bytes(b'not a jpeg at all')
-    ds = LLVIPDataset(data_root=str(llvip_copy),
-                      pipeline=[dict(type='LoadRGBTImagePair')])
+    with pytest.raises(
+            ValueError,
+            match=r'cannot read image file .*010001\.jpg '
+            r'\(17 bytes\): not a readable image'):
+        LLVIPDataset(data_root=str(llvip_copy), pipeline=[])
+    # ...the loader decodes the thermal partner, not read before
+    shutil.copy(
+        osp.join(LLVIP, 'visible/train/010001.jpg'),
+        llvip_copy / 'visible/train/010001.jpg')
+    (llvip_copy / 'infrared/train/010001.jpg').write_bytes(b'not a jpeg at all')
+    ds = LLVIPDataset(
+        data_root=str(llvip_copy), pipeline=[dict(type='LoadRGBTImagePair')])
     with pytest.raises(ValueError, match=r'cannot decode image file .*010001\.jpg'):
         ds[0]
     assert TRANSFORMS.get('LoadRGBTImagePair') is not None

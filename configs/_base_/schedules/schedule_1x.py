@@ -1,5 +1,7 @@
 # 12 epochs; lr for a total batch of 8 (mmdet's 0.02 is for 16)
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1)
+# ResumableEpochBasedTrainLoop: EpochBasedTrainLoop whose mid-epoch resume is exact
+# (mwam_mm/compat/resume.py; README, Reliability)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=12, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 

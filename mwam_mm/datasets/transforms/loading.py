@@ -1,6 +1,15 @@
-"""Loading an aligned multimodal image pair as one stacked array."""
-from typing import Optional
+"""Loading an aligned multimodal image pair as one stacked array.
 
+Images with more than 8 bits per channel (16-bit radiometric thermal, as real thermal
+cameras and several RGB-T releases store it) are read at their full depth and brought
+to the 0-255 input scale by a configurable conversion (see
+:class:`LoadRGBTImagePair`'s ``depth_scaling``), never cut to 8 bits by the decoder.
+"""
+import math
+import os
+from typing import Dict, Optional, Tuple, Union
+
+import cv2
 import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -9,34 +18,133 @@ from mmengine.registry import TRANSFORMS
 
 from ...modality import LayoutLike, ModalityLayout
 
+# cv2's grey/colour decoding converts 16-bit files to 8 bits unless ANYDEPTH is set;
+# with it, 8-bit files decode exactly as before and 16-bit ones keep their values.
+_CV2_FLAGS = {
+    'grayscale': cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH,
+    'color': cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH,
+    'unchanged': cv2.IMREAD_UNCHANGED,
+}
+DEPTH_MODES = ('minmax', 'raw')
+DepthSpec = Union[str, Tuple[float, float]]
 
-def decode_file(path: str, flag: str, backend_args: Optional[dict] = None,
+
+def decode_file(path: str,
+                flag: str,
+                backend_args: Optional[dict] = None,
                 imdecode_backend: str = 'cv2') -> np.ndarray:
-    """Read and decode an image file; errors name the file."""
+    """Read and decode an image file at its full bit depth; errors name the file.
+
+    Args:
+        path (str): The file.
+        flag (str): ``'color'``, ``'grayscale'`` or ``'unchanged'``.
+        backend_args (dict, optional): mmengine file backend arguments.
+        imdecode_backend (str): mmcv decoding backend. With ``'cv2'`` (default)
+            16-bit files keep 16 bits; other backends decode as mmcv does.
+    """
     try:
         content = get(path, backend_args=backend_args)
     except FileNotFoundError:
         raise FileNotFoundError(f'image file not found: {path}') from None
-    img = mmcv.imfrombytes(content, flag=flag, backend=imdecode_backend)
-    if img is None:
+    if len(content) == 0:
+        # cv2 only says "!buf.empty()", without the file
+        raise ValueError(f'cannot decode image file {path}: the file is empty '
+                         '(0 bytes); re-copy or re-extract it')
+    cv2_flag = _CV2_FLAGS.get(flag, flag) if imdecode_backend == 'cv2' else flag
+    try:
+        img = mmcv.imfrombytes(content, flag=cv2_flag, backend=imdecode_backend)
+    except Exception as e:  # the decoders' own errors do not name the file
+        raise ValueError(f'cannot decode image file {path} ({len(content)} bytes): '
+                         f'{type(e).__name__}: {e}') from None
+    if img is None or img.size == 0:
         raise ValueError(f'cannot decode image file {path} '
                          f'({len(content)} bytes): not a readable image')
     return img
 
 
-def read_image(path: str, channels: int, backend_args: Optional[dict] = None,
+def read_image(path: str,
+               channels: int,
+               backend_args: Optional[dict] = None,
                imdecode_backend: str = 'cv2') -> np.ndarray:
-    """Read ``path`` as an ``H x W x channels`` uint8 array (BGR for 3 channels).
+    """Read ``path`` as an ``H x W x channels`` array (BGR for 3 channels).
 
-    A 3-channel file read as 1 channel is converted to grey, a grey file read as 3
-    channels is replicated, so 3-channel grey thermal files (LLVIP, M3FD) and
-    1-channel ones load alike.
+    8-bit files give uint8; files of more bits (16-bit thermal) keep their depth
+    (uint16), to be scaled by :func:`scale_depth`. A 3-channel file read as 1
+    channel is converted to grey, a grey file read as 3 channels is replicated, so
+    3-channel grey thermal files (LLVIP, M3FD) and 1-channel ones load alike.
     """
-    img = decode_file(path, 'grayscale' if channels == 1 else 'color',
-                      backend_args, imdecode_backend)
+    img = decode_file(path, 'grayscale' if channels == 1 else 'color', backend_args,
+                      imdecode_backend)
     if img.ndim == 2:
         img = img[..., None]
     return img
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header only.
+
+    Cheap (no decoding), for checking annotations against the real image at
+    dataset-building time. The EXIF orientation is applied as the decoder applies
+    it, so the size is the one the loaded image will have.
+    """
+    from PIL import Image, UnidentifiedImageError
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise FileNotFoundError(f'image file not found: {path}') from None
+    if size == 0:
+        raise ValueError(f'cannot read image file {path}: the file is empty '
+                         '(0 bytes); re-copy or re-extract it')
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            try:
+                orientation = im.getexif().get(0x0112, 1)
+            except Exception:  # a damaged EXIF block: the decoder ignores it too
+                orientation = 1
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f'cannot read image file {path} ({size} bytes): not a '
+                         f'readable image ({e})') from None
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees when decoded
+        width, height = height, width
+    return int(width), int(height)
+
+
+def check_depth_spec(spec, where: str) -> DepthSpec:
+    """Validate one ``depth_scaling`` entry: 'minmax', 'raw' or ``(low, high)``."""
+    if isinstance(spec, str):
+        if spec not in DEPTH_MODES:
+            raise ValueError(f'{where}: unknown depth scaling {spec!r}; expected '
+                             f"one of {DEPTH_MODES} or a (low, high) range")
+        return spec
+    if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in spec) and spec[0] < spec[1]:
+        return float(spec[0]), float(spec[1])
+    raise ValueError(f'{where}: depth scaling {spec!r} is neither one of '
+                     f'{DEPTH_MODES} nor a (low, high) range of two finite numbers '
+                     'with low < high, e.g. (7000, 9000)')
+
+
+def scale_depth(img: np.ndarray, spec: DepthSpec) -> np.ndarray:
+    """Bring a high-bit-depth image to float32 on the 0-255 input scale.
+
+    Args:
+        img (np.ndarray): The image (any dtype; uint16 for 16-bit files).
+        spec: ``'minmax'``: ``(v - min) / (max - min) * 255`` over this image (a
+            flat image becomes 0); ``(low, high)``: ``(v - low) / (high - low) *
+            255`` clipped to ``[0, 255]``; ``'raw'``: values unchanged.
+    """
+    img = img.astype(np.float32)
+    if spec == 'raw':
+        return img
+    if spec == 'minmax':
+        low, high = float(img.min()), float(img.max())
+        if high <= low:
+            return np.zeros_like(img)
+        return (img - low) * np.float32(255.0 / (high - low))
+    low, high = spec
+    return np.clip((img - low) * np.float32(255.0 / (high - low)), 0, 255)
 
 
 @TRANSFORMS.register_module()
@@ -53,40 +161,92 @@ class LoadRGBTImagePair(BaseTransform):
     gives it as ``results['stacked_path']``: the file is read unchanged and must
     have exactly the layout's number of channels, in layout order.
 
+    **High bit depth.** A file with more than 8 bits per channel (16-bit
+    radiometric thermal, e.g. values 7000-9000) is read at its full depth, never
+    cut to 8 bits, and brought to the 0-255 scale that the modality's mean/std
+    expect as ``depth_scaling`` says. The stacked image is then float32 (8-bit
+    modalities keep their values). 8-bit files are loaded exactly as before
+    (uint8), so nothing changes for 8-bit datasets.
+
     Added keys: ``img``, ``img_shape``, ``ori_shape``.
 
     Args:
         modalities (list[dict], optional): Modality layout; ``None`` for the default
             RGB (3 channels) + thermal (1 channel). A thermal modality with
             ``channels=3`` keeps the file's three channels.
-        to_float32 (bool): Convert to float32. Defaults to False (uint8).
-        imdecode_backend (str): mmcv decoding backend. Defaults to 'cv2'.
+        to_float32 (bool): Convert to float32. Defaults to False (uint8 for 8-bit
+            files).
+        imdecode_backend (str): mmcv decoding backend. Defaults to 'cv2' (the one
+            that keeps 16 bits).
         backend_args (dict, optional): File backend arguments.
+        depth_scaling (str | tuple | dict): Conversion of high-bit-depth images:
+
+            - ``'minmax'`` (default): per image and modality, ``(v - min) /
+              (max - min) * 255``: full contrast in every image, like a camera's
+              automatic gain; absolute temperatures are not comparable between
+              images. Fits the default thermal mean/std (128, 64).
+            - ``(low, high)``: a fixed range, ``(v - low) / (high - low) * 255``
+              clipped to 0-255: one raw value means the same input in every image
+              (pick the range of the scenes' values, e.g. ``(7000, 9000)``). Fits
+              the default thermal mean/std.
+            - ``'raw'``: the values as stored (float32). Give the modality a mean
+              and std in raw units in the modality layout of every component (e.g.
+              ``dict(name='thermal', mean=(8000.,), std=(500.,))``).
+            - a dict ``{modality name: one of the above}``; modalities not listed
+              use ``'minmax'``.
     """
 
     def __init__(self,
                  modalities: LayoutLike = None,
                  to_float32: bool = False,
                  imdecode_backend: str = 'cv2',
-                 backend_args: Optional[dict] = None):
+                 backend_args: Optional[dict] = None,
+                 depth_scaling: Union[DepthSpec, Dict[str, DepthSpec]] = 'minmax'):
         self.layout = ModalityLayout.build(modalities)
         self.to_float32 = to_float32
         self.imdecode_backend = imdecode_backend
         self.backend_args = backend_args
+        where = 'LoadRGBTImagePair'
+        if isinstance(depth_scaling, dict):
+            self.layout.check_subset(list(depth_scaling))
+            self.depth_scaling = {
+                m.name:
+                check_depth_spec(
+                    depth_scaling.get(m.name, 'minmax'),
+                    f'{where} depth_scaling[{m.name!r}]')
+                for m in self.layout
+            }
+        else:
+            spec = check_depth_spec(depth_scaling, f'{where} depth_scaling')
+            self.depth_scaling = {m.name: spec for m in self.layout}
 
     def _load_stacked(self, path: str) -> np.ndarray:
-        img = decode_file(path, 'unchanged', self.backend_args,
-                          self.imdecode_backend)
-        channels = 1 if img.ndim == 2 else img.shape[2]
+        img = decode_file(path, 'unchanged', self.backend_args, self.imdecode_backend)
+        if img.ndim == 2:
+            img = img[..., None]
+        channels = img.shape[2]
         if channels != self.layout.num_channels:
             raise ValueError(
                 f'LoadRGBTImagePair: {path} has {channels} channel(s); the modality '
                 f'layout {self.layout!r} needs {self.layout.num_channels} stacked '
                 'in one file (e.g. RGBA: RGB + thermal)')
-        if img.dtype != np.uint8:
-            raise ValueError(f'LoadRGBTImagePair: {path} is {img.dtype}, expected '
-                             '8-bit channels')
-        return img
+        if img.dtype == np.uint8:
+            return img
+        # one file, one depth: each modality's channels are scaled on their own
+        out = np.empty(img.shape, np.float32)
+        for m in self.layout:
+            part = self.layout.channel_slice(m.name)
+            out[..., part] = scale_depth(img[..., part], self.depth_scaling[m.name])
+        return out
+
+    def _stack(self, images, names) -> np.ndarray:
+        if all(img.dtype == np.uint8 for img in images):
+            return np.concatenate(images, axis=2)
+        scaled = [
+            img.astype(np.float32) if img.dtype == np.uint8 else scale_depth(
+                img, self.depth_scaling[name]) for img, name in zip(images, names)
+        ]
+        return np.concatenate(scaled, axis=2)
 
     def transform(self, results: dict) -> dict:
         if results.get('stacked_path'):
@@ -105,8 +265,8 @@ class LoadRGBTImagePair(BaseTransform):
                     f'LoadRGBTImagePair: the sample has no {m.path_key!r} for modality '
                     f'{m.name!r} (sample keys: {sorted(results)}); the dataset must '
                     'give every modality its file')
-            images.append(read_image(path, m.channels, self.backend_args,
-                                     self.imdecode_backend))
+            images.append(
+                read_image(path, m.channels, self.backend_args, self.imdecode_backend))
             paths.append(path)
         h, w = images[0].shape[:2]
         for img, path in zip(images[1:], paths[1:]):
@@ -115,7 +275,7 @@ class LoadRGBTImagePair(BaseTransform):
                     'LoadRGBTImagePair: the images of one sample differ in size: '
                     f'{paths[0]} is {w}x{h} (WxH), {path} is '
                     f'{img.shape[1]}x{img.shape[0]}; RGB-T pairs must be aligned')
-        img = np.concatenate(images, axis=2)
+        img = self._stack(images, self.layout.names)
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img
@@ -125,7 +285,8 @@ class LoadRGBTImagePair(BaseTransform):
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(modalities={self.layout!r}, '
-                f'to_float32={self.to_float32})')
+                f'to_float32={self.to_float32}, '
+                f'depth_scaling={self.depth_scaling})')
 
 
 @TRANSFORMS.register_module()
@@ -133,10 +294,10 @@ class LoadRGBTSegAnnotations(BaseTransform):
     """mmseg's ``LoadAnnotations`` for RGB-T samples, with the label map checked.
 
     After loading (and ``reduce_zero_label``/``label_map``, as mmseg does), fails
-    with the file's name when the label map is not single-channel, when its size
-    differs from the loaded image's original size, or when it holds values outside
-    ``[0, num_classes)`` other than the ignore index. Put it after
-    ``LoadRGBTImagePair``.
+    with the file's name when the label file is empty or cannot be decoded, when
+    the label map is not single-channel, when its size differs from the loaded
+    image's original size, or when it holds values outside ``[0, num_classes)``
+    other than the ignore index. Put it after ``LoadRGBTImagePair``.
 
     Args:
         **kwargs: Arguments of ``mmseg.datasets.transforms.LoadAnnotations``.
@@ -155,6 +316,12 @@ class LoadRGBTSegAnnotations(BaseTransform):
             results = self.loader(results)
         except FileNotFoundError:
             raise FileNotFoundError(f'label file not found: {path}') from None
+        except Exception as e:
+            # mmseg decodes without a check: an empty file gives cv2's bare
+            # "!buf.empty()", an undecodable one a NoneType AttributeError
+            raise ValueError(f'{path}: cannot read the label map '
+                             f'({_label_file_problem(path)}): '
+                             f'{type(e).__name__}: {e}') from None
         seg = results['gt_seg_map']
         if seg.ndim != 2:
             raise ValueError(f'{path}: label map has shape {seg.shape}; expected one '
@@ -181,3 +348,13 @@ class LoadRGBTSegAnnotations(BaseTransform):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.loader!r})'
+
+
+def _label_file_problem(path: str) -> str:
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return 'not a local file'
+    if size == 0:
+        return 'the file is empty (0 bytes)'
+    return f'{size} bytes, not a readable image'
