@@ -1,16 +1,12 @@
 """Install mwam_mm: ``pip install -e .`` (the stack itself: tools/setup_env.sh)."""
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 
 def read_requirements(name):
     path = osp.join(osp.dirname(__file__), 'requirements', name)
     with open(path) as f:
-        return [
-            line.strip() for line in f
-            if line.strip() and not line.startswith('#')
-        ]
+        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
 
 
 def read_version():

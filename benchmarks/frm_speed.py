@@ -42,8 +42,8 @@ def well_conditioned(shape, seed=0):
     d = _dct_matrix(8).float()
     bump = sum(torch.outer(d[u], d[v]) for u in (6, 7) for v in (6, 7)) * 2.0
     tiles = bump.repeat(h // 8, w // 8)
-    yy, xx = torch.meshgrid(torch.linspace(0, 3, h), torch.linspace(0, 3, w),
-                            indexing='ij')
+    yy, xx = torch.meshgrid(
+        torch.linspace(0, 3, h), torch.linspace(0, 3, w), indexing='ij')
     smooth = torch.sin(xx) + torch.cos(yy)
     scale = torch.rand(b, c, 1, 1, generator=g) + 0.5
     return (smooth * scale + tiles + 0.01 * torch.randn(shape, generator=g)).float()
@@ -70,20 +70,25 @@ def main():
     args = parser.parse_args()
     for shape in SIZES:
         x = well_conditioned(shape).to(args.device)
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(
-            args.device)
+        noise = torch.randn(
+            shape, generator=torch.Generator().manual_seed(1)).to(args.device)
         ours_ms = median_ms(lambda: frequency_ratio_metric(x), args.repeats,
                             args.device)
         ref_ms = median_ms(lambda: reference_frm(x), args.repeats, args.device)
         ours, ref = frequency_ratio_metric(x).item(), reference_frm(x).item()
         ours_noise = frequency_ratio_metric(noise).item()
         ref_noise = reference_frm(noise).item()
-        print(json.dumps(dict(
-            shape=list(shape), device=args.device, threads=torch.get_num_threads(),
-            ours_median_ms=round(ours_ms, 2), reference_median_ms=round(ref_ms, 2),
-            speedup=round(ref_ms / ours_ms, 2),
-            rel_diff=abs(ours - ref) / abs(ref),
-            rel_diff_noise=abs(ours_noise - ref_noise) / abs(ref_noise))))
+        print(
+            json.dumps(
+                dict(
+                    shape=list(shape),
+                    device=args.device,
+                    threads=torch.get_num_threads(),
+                    ours_median_ms=round(ours_ms, 2),
+                    reference_median_ms=round(ref_ms, 2),
+                    speedup=round(ref_ms / ours_ms, 2),
+                    rel_diff=abs(ours - ref) / abs(ref),
+                    rel_diff_noise=abs(ours_noise - ref_noise) / abs(ref_noise))))
 
 
 if __name__ == '__main__':

@@ -32,14 +32,14 @@ from mwam_mm.datasets import make_synthetic_rgbt
 from mwam_mm.engine import MWAMHook
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = osp.join(ROOT, 'configs/detection/'
-                  'retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py')
+CONFIG = osp.join(
+    ROOT, 'configs/detection/'
+    'retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py')
 
 
 def batches(cfg, data_root, batch_size, count):
     loader_cfg = copy.deepcopy(cfg.train_dataloader)
-    loader_cfg.update(batch_size=batch_size, num_workers=0,
-                      persistent_workers=False)
+    loader_cfg.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
     loader_cfg.dataset.data_root = data_root
     loader = Runner.build_dataloader(loader_cfg, seed=0)
     out = []
@@ -57,9 +57,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iters', type=int, default=60)
     parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--repeats', type=int, default=3,
-                        help='side-by-side measurements; the median ratio is '
-                        'reported (at least 3)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=3,
+        help='side-by-side measurements; the median ratio is '
+        'reported (at least 3)')
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--modes', nargs='+', default=['grad', 'update'])
     parser.add_argument('--device', default='cpu')
@@ -76,13 +79,19 @@ def main():
     for mode in args.modes:
         repeats = [measure(cfg, data, mode, args) for _ in range(args.repeats)]
         ratios = [r['ratio'] for r in repeats]
-        print(json.dumps(dict(
-            mode=mode, device=args.device, batch_size=args.batch_size,
-            timed_iters=args.iters, repeats=len(repeats),
-            plain_median_ms=[r['plain_ms'] for r in repeats],
-            mwam_median_ms=[r['mwam_ms'] for r in repeats],
-            ratios=ratios, ratio=round(statistics.median(ratios), 4),
-            final_weights=repeats[-1]['weights'])))
+        print(
+            json.dumps(
+                dict(
+                    mode=mode,
+                    device=args.device,
+                    batch_size=args.batch_size,
+                    timed_iters=args.iters,
+                    repeats=len(repeats),
+                    plain_median_ms=[r['plain_ms'] for r in repeats],
+                    mwam_median_ms=[r['mwam_ms'] for r in repeats],
+                    ratios=ratios,
+                    ratio=round(statistics.median(ratios), 4),
+                    final_weights=repeats[-1]['weights'])))
 
 
 def measure(cfg, data, mode, args) -> dict:
@@ -95,10 +104,8 @@ def measure(cfg, data, mode, args) -> dict:
         model.train()
         runners[name] = SimpleNamespace(
             model=model,
-            optim_wrapper=build_optim_wrapper(model,
-                                              copy.deepcopy(cfg.optim_wrapper)),
-            message_hub=MessageHub.get_instance(
-                f'overhead-{mode}-{name}-{id(model)}'))
+            optim_wrapper=build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper)),
+            message_hub=MessageHub.get_instance(f'overhead-{mode}-{name}-{id(model)}'))
     hook = MWAMHook(apply=mode)
     hook.before_run(runners['mwam'])
     hook.before_train(runners['mwam'])
@@ -120,8 +127,11 @@ def measure(cfg, data, mode, args) -> dict:
     hook.after_train(runners['mwam'])
     plain_ms = statistics.median(times['plain']) * 1000
     mwam_ms = statistics.median(times['mwam']) * 1000
-    return dict(plain_ms=round(plain_ms, 1), mwam_ms=round(mwam_ms, 1),
-                ratio=round(mwam_ms / plain_ms, 4), weights=hook.weights)
+    return dict(
+        plain_ms=round(plain_ms, 1),
+        mwam_ms=round(mwam_ms, 1),
+        ratio=round(mwam_ms / plain_ms, 4),
+        weights=hook.weights)
 
 
 if __name__ == '__main__':

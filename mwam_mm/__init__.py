@@ -21,7 +21,7 @@ from .presence import batch_presence, current_batch_presence  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
-    '__version__', 'frequency_ratio_metric', 'FrequencyRatioMetric',
-    'MWAMWeighting', 'Modality', 'ModalityLayout', 'DEFAULT_MODALITIES',
-    'ModalityDropoutSampler', 'batch_presence', 'current_batch_presence'
+    '__version__', 'frequency_ratio_metric', 'FrequencyRatioMetric', 'MWAMWeighting',
+    'Modality', 'ModalityLayout', 'DEFAULT_MODALITIES', 'ModalityDropoutSampler',
+    'batch_presence', 'current_batch_presence'
 ]

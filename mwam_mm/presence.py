@@ -63,7 +63,8 @@ def batch_presence(presence: Optional[torch.Tensor]):
         _state.presence, _state.inputs = previous
 
 
-def check_missing(names: Sequence[str], layout: ModalityLayout,
+def check_missing(names: Sequence[str],
+                  layout: ModalityLayout,
                   where: str = 'a sample') -> list:
     """Validate a list of missing modality names; returns it as a list."""
     if isinstance(names, str):
@@ -92,7 +93,8 @@ def presence_mask(missing_per_sample: Sequence[Optional[Sequence[str]]],
     return None if bool(mask.all()) else mask
 
 
-def presence_from_data_samples(data_samples, layout: ModalityLayout,
+def presence_from_data_samples(data_samples,
+                               layout: ModalityLayout,
                                device=None) -> Optional[torch.Tensor]:
     """The presence mask of a batch from its data samples' ``missing_modalities``."""
     if not data_samples:

@@ -41,14 +41,18 @@ def registered_names(registry: Registry, scope: Optional[str] = None) -> List[st
     return sorted(names)
 
 
-def nearest_names(registry: Registry, name: str, scope: Optional[str] = None,
+def nearest_names(registry: Registry,
+                  name: str,
+                  scope: Optional[str] = None,
                   n: int = 5) -> List[str]:
     names = registered_names(registry, scope)
     close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
     if len(close) < n:  # also names that contain it or that it contains
         lower = name.lower()
-        close += [x for x in names
-                  if (lower in x.lower() or x.lower() in lower) and x not in close]
+        close += [
+            x for x in names
+            if (lower in x.lower() or x.lower() in lower) and x not in close
+        ]
     return close[:n]
 
 

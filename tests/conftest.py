@@ -14,8 +14,7 @@ def synthetic_root(tmp_path_factory):
     """A small synthetic RGB-T dataset in the LLVIP layout (shared by the suite)."""
     from mwam_mm.datasets import make_synthetic_rgbt
     root = str(tmp_path_factory.mktemp('synthetic_rgbt'))
-    make_synthetic_rgbt(root, seed=3, num_train=12, num_test=6, width=96,
-                        height=80)
+    make_synthetic_rgbt(root, seed=3, num_train=12, num_test=6, width=96, height=80)
     return root
 
 

@@ -2,8 +2,8 @@
 generated data in its dataset's layout, so no config can rot."""
 import copy
 import glob
-import re
 import os.path as osp
+import re
 
 import pytest
 from mmcv.transforms import Compose
@@ -13,10 +13,10 @@ from mmengine.registry import MODELS, DefaultScope
 import mwam_mm  # noqa: F401
 from mwam_mm.datasets import make_synthetic_rgbt
 from mwam_mm.engine import build_runner
+from mwam_mm.evaluation import evaluate_subsets
 from tests.conftest import ROOT
 from tests.helpers.configs import shrink_pipelines, tiny_config
-from mwam_mm.evaluation import evaluate_subsets
-from tests.helpers.layouts import (write_fmb, write_flir, write_m3fd, write_mfnet,
+from tests.helpers.layouts import (write_flir, write_fmb, write_m3fd, write_mfnet,
                                    write_pst900)
 
 CONFIGS = sorted(
@@ -79,27 +79,34 @@ def test_config_loads_and_builds(path):
 def layouts(tmp_path_factory):
     root = tmp_path_factory.mktemp('layouts')
     llvip = str(root / 'llvip')
-    make_synthetic_rgbt(llvip, seed=1, num_train=4, num_test=2, width=96,
-                        height=80, classes=('person', ))
+    make_synthetic_rgbt(
+        llvip,
+        seed=1,
+        num_train=4,
+        num_test=2,
+        width=96,
+        height=80,
+        classes=('person', ))
     synthetic = str(root / 'synthetic')
-    make_synthetic_rgbt(synthetic, seed=2, num_train=4, num_test=2, width=96,
-                        height=80)
-    return dict(llvip=llvip, synthetic=synthetic,
-                flir_aligned=write_flir(str(root / 'flir'), num=4),
-                m3fd=write_m3fd(str(root / 'm3fd'), num=4),
-                mfnet=write_mfnet(str(root / 'mfnet')),
-                pst900=write_pst900(str(root / 'pst900')),
-                fmb=write_fmb(str(root / 'fmb')))
+    make_synthetic_rgbt(synthetic, seed=2, num_train=4, num_test=2, width=96, height=80)
+    return dict(
+        llvip=llvip,
+        synthetic=synthetic,
+        flir_aligned=write_flir(str(root / 'flir'), num=4),
+        m3fd=write_m3fd(str(root / 'm3fd'), num=4),
+        mfnet=write_mfnet(str(root / 'mfnet')),
+        pst900=write_pst900(str(root / 'pst900')),
+        fmb=write_fmb(str(root / 'fmb')))
 
 
 DETECTION = [p for p in CONFIGS if '/detection/' in p]
 
 
 @pytest.mark.parametrize('path', DETECTION, ids=rel)
-def test_detection_config_trains_and_tests_on_generated_data(path, layouts,
-                                                            tmp_path):
-    dataset = next(d for d in ('flir_aligned', 'm3fd', 'llvip', 'synthetic')
-                   if d in osp.basename(path))
+def test_detection_config_trains_and_tests_on_generated_data(path, layouts, tmp_path):
+    dataset = next(
+        d for d in ('flir_aligned', 'm3fd', 'llvip', 'synthetic')
+        if d in osp.basename(path))
     cfg = tiny_config(path, layouts[dataset], str(tmp_path), iters=2)
     runner = build_runner(cfg)
     runner.train()
@@ -116,8 +123,8 @@ def test_segmentation_config_trains_tests_and_blanks_on_generated_data(
         path, layouts, tmp_path):
     dataset = next(d for d in ('mfnet', 'pst900', 'fmb') if d in osp.basename(path))
     # batch 2: DeepLabV3+'s image pooling normalises a 1x1 map over the batch
-    cfg = shrink_pipelines(tiny_config(path, layouts[dataset], str(tmp_path),
-                                       iters=1, batch_size=2))
+    cfg = shrink_pipelines(
+        tiny_config(path, layouts[dataset], str(tmp_path), iters=1, batch_size=2))
     runner = build_runner(cfg)
     runner.train()
     metric, scores = evaluate_subsets(runner, runner.model.backbone.layout)

@@ -1,17 +1,18 @@
 """The same unscoped names resolve under default_scope='mmdet' and 'mmseg'."""
 import pytest
-from mmengine.registry import (DATASETS, HOOKS, MODELS, TRANSFORMS,
-                               DefaultScope)
+from mmengine.registry import DATASETS, HOOKS, MODELS, TRANSFORMS, DefaultScope
 
 import mwam_mm  # noqa: F401
 from mwam_mm.registry_utils import nearest_names
 
 OURS = {
-    MODELS: ['DualStreamBackbone', 'RGBTDetDataPreprocessor', 'AddFusion',
-             'ConcatConvFusion', 'GatedFusion'],
+    MODELS: [
+        'DualStreamBackbone', 'RGBTDetDataPreprocessor', 'AddFusion',
+        'ConcatConvFusion', 'GatedFusion'
+    ],
     HOOKS: ['MWAMHook'],
-    TRANSFORMS: ['LoadRGBTImagePair', 'PerModality', 'ModalityDropout',
-                 'BlankModality'],
+    TRANSFORMS:
+    ['LoadRGBTImagePair', 'PerModality', 'ModalityDropout', 'BlankModality'],
     DATASETS: ['LLVIPDataset', 'FLIRAlignedDataset', 'M3FDDataset'],
 }
 
@@ -32,9 +33,13 @@ def test_our_names_resolve_in_both_toolboxes(scope):
 
 
 def test_a_component_built_inside_ours_resolves_in_the_configs_scope():
-    cfg = dict(type='DualStreamBackbone',
-               backbone=dict(type='MixVisionTransformer', embed_dims=8,
-                             num_layers=(1, 1, 1, 1), num_heads=(1, 1, 2, 4)))
+    cfg = dict(
+        type='DualStreamBackbone',
+        backbone=dict(
+            type='MixVisionTransformer',
+            embed_dims=8,
+            num_layers=(1, 1, 1, 1),
+            num_heads=(1, 1, 2, 4)))
     with DefaultScope.overwrite_default_scope('mmseg'):
         backbone = MODELS.build(cfg)
     assert type(backbone.streams['rgb']).__module__.startswith('mmseg')

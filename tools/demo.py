@@ -33,8 +33,7 @@ import time
 import mwam_mm  # noqa: F401
 from mwam_mm.datasets import make_synthetic_rgbt
 from mwam_mm.engine import build_runner, load_config
-from mwam_mm.evaluation import (SCENARIOS, evaluate_scenarios, summarize,
-                                write_report)
+from mwam_mm.evaluation import SCENARIOS, evaluate_scenarios, summarize, write_report
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'detection',
@@ -59,11 +58,14 @@ def parse_args():
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data-root', default='data/synthetic_rgbt')
     parser.add_argument('--epochs', type=int, default=12)
-    parser.add_argument('--max-iters', type=int, default=None,
-                        help='stop each run after this many iterations (smoke runs)')
+    parser.add_argument(
+        '--max-iters',
+        type=int,
+        default=None,
+        help='stop each run after this many iterations (smoke runs)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
-    parser.add_argument('--variants', nargs='+', default=DEFAULT_VARIANTS,
-                        choices=list(VARIANTS))
+    parser.add_argument(
+        '--variants', nargs='+', default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     parser.add_argument('--num-train', type=int, default=400)
     parser.add_argument('--num-test', type=int, default=100)
     parser.add_argument('--width', type=int, default=160)
@@ -71,8 +73,8 @@ def parse_args():
     parser.add_argument('--data-seed', type=int, default=0)
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--fill', choices=['zero', 'mean'], default='zero')
-    parser.add_argument('--scenarios', nargs='+', choices=SCENARIOS,
-                        default=list(SCENARIOS))
+    parser.add_argument(
+        '--scenarios', nargs='+', choices=SCENARIOS, default=list(SCENARIOS))
     return parser.parse_args()
 
 
@@ -92,9 +94,13 @@ def ensure_data(args) -> str:
         import shutil
         shutil.rmtree(args.data_root)
     t0 = time.time()
-    counts = make_synthetic_rgbt(args.data_root, seed=args.data_seed,
-                                 num_train=args.num_train, num_test=args.num_test,
-                                 width=args.width, height=args.height)
+    counts = make_synthetic_rgbt(
+        args.data_root,
+        seed=args.data_seed,
+        num_train=args.num_train,
+        num_test=args.num_test,
+        width=args.width,
+        height=args.height)
     print(f'[demo] synthetic data written to {args.data_root} in '
           f'{time.time() - t0:.0f} s: {counts}')
     return args.data_root
@@ -122,18 +128,29 @@ def train_and_evaluate(args, variant: str, seed: int) -> dict:
         })
     else:  # smoke runs: a few iterations, no worker processes
         options.update({
-            'train_cfg': dict(_delete_=True, type='IterBasedTrainLoop',
-                              max_iters=args.max_iters,
-                              val_interval=args.max_iters + 1),
+            'train_cfg':
+            dict(
+                _delete_=True,
+                type='IterBasedTrainLoop',
+                max_iters=args.max_iters,
+                val_interval=args.max_iters + 1),
             'param_scheduler': [],
-            'default_hooks.checkpoint': dict(_delete_=True, type='CheckpointHook',
-                                             interval=args.max_iters,
-                                             by_epoch=False),
-            'log_processor.by_epoch': False,
-            'train_dataloader.num_workers': 0,
-            'train_dataloader.persistent_workers': False,
-            'test_dataloader.num_workers': 0,
-            'test_dataloader.persistent_workers': False,
+            'default_hooks.checkpoint':
+            dict(
+                _delete_=True,
+                type='CheckpointHook',
+                interval=args.max_iters,
+                by_epoch=False),
+            'log_processor.by_epoch':
+            False,
+            'train_dataloader.num_workers':
+            0,
+            'train_dataloader.persistent_workers':
+            False,
+            'test_dataloader.num_workers':
+            0,
+            'test_dataloader.persistent_workers':
+            False,
         })
     cfg = load_config(CONFIG.format(VARIANTS[variant]), options, work_dir)
     if not cfg.get('custom_hooks'):  # the same diagnostic for every variant
@@ -149,10 +166,8 @@ def train_and_evaluate(args, variant: str, seed: int) -> dict:
             history[key[len('train/'):]] = runner.message_hub.get_scalar(
                 key).data[0].tolist()
     layout = runner.model.backbone.layout
-    _, scores = evaluate_scenarios(runner, layout, args.fill, METRIC,
-                                   args.scenarios)
-    summaries = {s: summarize(per_subset, layout)
-                 for s, per_subset in scores.items()}
+    _, scores = evaluate_scenarios(runner, layout, args.fill, METRIC, args.scenarios)
+    summaries = {s: summarize(per_subset, layout) for s, per_subset in scores.items()}
     for scenario, summary in summaries.items():
         print(f'[demo] {variant} seed {seed} {scenario}: '
               f'{json.dumps(summary["scores"])}')
@@ -170,8 +185,10 @@ def aggregate(runs: list, scenario: str) -> dict:
         out['scores'][s] = statistics.fmean(values)
         out['spread'][s] = statistics.stdev(values) if len(values) > 1 else 0.0
     means = [summary['mean'] for summary in summaries]
-    pcrs = [summary['collapse_rate'] for summary in summaries
-            if summary['collapse_rate'] is not None]
+    pcrs = [
+        summary['collapse_rate'] for summary in summaries
+        if summary['collapse_rate'] is not None
+    ]
     out['mean'] = statistics.fmean(means)
     out['collapse_rate'] = statistics.fmean(pcrs) if pcrs else None
     out['mean_spread'] = statistics.stdev(means) if len(means) > 1 else 0.0
@@ -210,8 +227,11 @@ def plot_training(histories: dict, path: str) -> None:
                     ax.plot(values, label=label, linewidth=0.6)
                     continue
                 line, = ax.plot(values, linewidth=0.3, alpha=0.3)
-                ax.plot(moving_average(values), color=line.get_color(),
-                        linewidth=1.5, label=label)
+                ax.plot(
+                    moving_average(values),
+                    color=line.get_color(),
+                    linewidth=1.5,
+                    label=label)
         if prefix != 'mwam_k_':
             ax.set_yscale('log')
         ax.set_title(f'{title} (per iteration)', fontsize=9)
@@ -232,11 +252,16 @@ def main():
         for variant in args.variants:
             results[variant].append(train_and_evaluate(args, variant, seed))
     summaries = {
-        scenario: {v: aggregate(runs, scenario) for v, runs in results.items()}
+        scenario: {
+            v: aggregate(runs, scenario)
+            for v, runs in results.items()
+        }
         for scenario in args.scenarios
     }
-    histories = {v: runs[0]['history'] for v, runs in results.items()
-                 if runs[0]['history']}
+    histories = {
+        v: runs[0]['history']
+        for v, runs in results.items() if runs[0]['history']
+    }
     weights, grad_norms = {}, {}
     for v, history in histories.items():
         tail = {k: statistics.fmean(x[len(x) // 2:]) for k, x in history.items()}
@@ -244,29 +269,37 @@ def main():
             weights[v] = {k: x for k, x in tail.items() if k.startswith('mwam_')}
         grad_norms[v] = {k: x for k, x in tail.items() if k.startswith('grad_norm_')}
     extra = dict(
-        seeds=args.seeds, epochs=args.epochs, fill=args.fill,
-        data=dict(root=args.data_root, num_train=args.num_train,
-                  num_test=args.num_test, size=[args.width, args.height]),
-        train_seconds={v: [r['train_seconds'] for r in runs]
-                       for v, runs in results.items()},
+        seeds=args.seeds,
+        epochs=args.epochs,
+        fill=args.fill,
+        data=dict(
+            root=args.data_root,
+            num_train=args.num_train,
+            num_test=args.num_test,
+            size=[args.width, args.height]),
+        train_seconds={
+            v: [r['train_seconds'] for r in runs]
+            for v, runs in results.items()
+        },
         mwam_second_half_means=weights,
         grad_norm_second_half_means=grad_norms,
         wall_seconds=time.time() - t_start)
-    report = write_report(summaries, 'mAP50', args.work_dir, name='report',
-                          extra=extra)
+    report = write_report(summaries, 'mAP50', args.work_dir, name='report', extra=extra)
     os.replace(report['chart'], osp.join(args.work_dir, 'robustness.png'))
     if histories:
         plot_training(histories, osp.join(args.work_dir, 'mwam_weights.png'))
     spread = ''
     if len(args.seeds) > 1:
-        spread = ''.join(
-            f'\nSpread (std over seeds) of the mean, {scenario}: ' + ', '.join(
-                f'{v} {s["mean_spread"]:.3f}' for v, s in per.items()) + '\n'
-            for scenario, per in summaries.items())
+        spread = ''.join(f'\nSpread (std over seeds) of the mean, {scenario}: ' +
+                         ', '.join(f'{v} {s["mean_spread"]:.3f}'
+                                   for v, s in per.items()) + '\n'
+                         for scenario, per in summaries.items())
     with open(report['markdown'], 'a') as f:
         f.write(spread)
-        means = {v: dict(weights.get(v, {}), **grad_norms.get(v, {}))
-                 for v in histories}
+        means = {
+            v: dict(weights.get(v, {}), **grad_norms.get(v, {}))
+            for v in histories
+        }
         if means:
             f.write('\nMWAM and the gradient norm reaching each branch, mean over '
                     'the second half of training:\n\n')

@@ -18,17 +18,21 @@ def parse_args():
     parser.add_argument('--width', type=int, default=160)
     parser.add_argument('--height', type=int, default=128)
     parser.add_argument('--night-fraction', type=float, default=0.5)
-    parser.add_argument('--classes', nargs='+', default=list(CLASSES),
-                        choices=CLASSES)
+    parser.add_argument('--classes', nargs='+', default=list(CLASSES), choices=CLASSES)
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     counts = make_synthetic_rgbt(
-        args.out_dir, seed=args.seed, num_train=args.num_train,
-        num_test=args.num_test, width=args.width, height=args.height,
-        night_fraction=args.night_fraction, classes=args.classes)
+        args.out_dir,
+        seed=args.seed,
+        num_train=args.num_train,
+        num_test=args.num_test,
+        width=args.width,
+        height=args.height,
+        night_fraction=args.night_fraction,
+        classes=args.classes)
     print(json.dumps(dict(out_dir=args.out_dir, **counts)))
 
 

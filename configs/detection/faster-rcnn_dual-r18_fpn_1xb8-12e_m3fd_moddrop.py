@@ -3,5 +3,4 @@
 _base_ = './faster-rcnn_dual-r18_fpn_1xb8-12e_m3fd.py'
 
 model = dict(
-    data_preprocessor=dict(
-        modality_dropout=dict(protocol='subsets', level='feature')))
+    data_preprocessor=dict(modality_dropout=dict(protocol='subsets', level='feature')))

@@ -5,5 +5,4 @@
 _base_ = './retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
 
 model = dict(
-    data_preprocessor=dict(
-        modality_dropout=dict(protocol='subsets', level='feature')))
+    data_preprocessor=dict(modality_dropout=dict(protocol='subsets', level='feature')))

@@ -1,8 +1,6 @@
 _base_ = [
-    '../_base_/models/deeplabv3plus_dual-r18-d8.py',
-    '../_base_/datasets/fmb.py', '../_base_/seg_runtime.py',
-    'mmseg::_base_/schedules/schedule_80k.py'
+    '../_base_/models/deeplabv3plus_dual-r18-d8.py', '../_base_/datasets/fmb.py',
+    '../_base_/seg_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
 ]
 
-model = dict(
-    decode_head=dict(num_classes=14), auxiliary_head=dict(num_classes=14))
+model = dict(decode_head=dict(num_classes=14), auxiliary_head=dict(num_classes=14))

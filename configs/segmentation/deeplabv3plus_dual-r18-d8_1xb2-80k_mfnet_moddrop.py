@@ -3,5 +3,4 @@
 _base_ = './deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py'
 
 model = dict(
-    data_preprocessor=dict(
-        modality_dropout=dict(protocol='subsets', level='feature')))
+    data_preprocessor=dict(modality_dropout=dict(protocol='subsets', level='feature')))

@@ -3,5 +3,4 @@
 _base_ = './segformer_dual-mit-b0_1xb2-160k_mfnet.py'
 
 model = dict(
-    data_preprocessor=dict(
-        modality_dropout=dict(protocol='subsets', level='feature')))
+    data_preprocessor=dict(modality_dropout=dict(protocol='subsets', level='feature')))

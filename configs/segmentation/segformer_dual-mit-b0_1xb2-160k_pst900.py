@@ -1,7 +1,6 @@
 _base_ = [
-    '../_base_/models/segformer_dual-mit-b0.py',
-    '../_base_/datasets/pst900.py', '../_base_/seg_runtime.py',
-    '../_base_/schedules/segformer_adamw-160k.py'
+    '../_base_/models/segformer_dual-mit-b0.py', '../_base_/datasets/pst900.py',
+    '../_base_/seg_runtime.py', '../_base_/schedules/segformer_adamw-160k.py'
 ]
 
 model = dict(decode_head=dict(num_classes=5))

@@ -2,8 +2,7 @@ from .flir import FLIRAlignedDataset
 from .llvip import LLVIPDataset
 from .m3fd import M3FDDataset
 from .rgbt_det import RGBTDetDataset, parse_voc_xml
-from .rgbt_seg import (FMBDataset, MFNetDataset, PST900Dataset,
-                       RGBTSegDataset)
+from .rgbt_seg import FMBDataset, MFNetDataset, PST900Dataset, RGBTSegDataset
 from .synthetic import make_synthetic_rgbt
 from .transforms import *  # noqa: F401,F403
 

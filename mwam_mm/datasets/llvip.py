@@ -23,7 +23,6 @@ class LLVIPDataset(RGBTDetDataset):
     def __init__(self,
                  *args,
                  data_prefix: dict = dict(
-                     img='visible/train', thermal='infrared/train',
-                     ann='Annotations'),
+                     img='visible/train', thermal='infrared/train', ann='Annotations'),
                  **kwargs):
         super().__init__(*args, data_prefix=data_prefix, **kwargs)

@@ -23,8 +23,8 @@ class M3FDDataset(RGBTDetDataset):
 
     METAINFO = dict(
         classes=('People', 'Car', 'Bus', 'Motorcycle', 'Lamp', 'Truck'),
-        palette=[(220, 20, 60), (0, 0, 142), (0, 60, 100), (0, 0, 230),
-                 (250, 170, 30), (0, 0, 70)])
+        palette=[(220, 20, 60), (0, 0, 142), (0, 60, 100), (0, 0, 230), (250, 170, 30),
+                 (0, 0, 70)])
 
     def __init__(self,
                  *args,
@@ -33,8 +33,11 @@ class M3FDDataset(RGBTDetDataset):
                  thermal_suffix: str = '.png',
                  **kwargs):
         super().__init__(
-            *args, data_prefix=data_prefix, img_suffix=img_suffix,
-            thermal_suffix=thermal_suffix, **kwargs)
+            *args,
+            data_prefix=data_prefix,
+            img_suffix=img_suffix,
+            thermal_suffix=thermal_suffix,
+            **kwargs)
 
     def list_stems(self) -> List[str]:
         if self.ann_file:

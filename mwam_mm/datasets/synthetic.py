@@ -39,8 +39,8 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
 def _smooth_noise(rng, h: int, w: int, scale: float) -> np.ndarray:
     """Low-frequency noise in [-1, 1] (texture, uneven heating)."""
     small = rng.uniform(-1, 1, (max(2, int(h / scale)), max(2, int(w / scale))))
-    return cv2.resize(small.astype(np.float32), (w, h),
-                      interpolation=cv2.INTER_CUBIC).clip(-1, 1)
+    return cv2.resize(
+        small.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC).clip(-1, 1)
 
 
 class _Scene:
@@ -101,19 +101,25 @@ class _Scene:
         t = (y_bottom - self.horizon) / max(1, self.h - self.horizon)
         return 0.35 + 0.9 * t
 
-    def _paint(self, mask: np.ndarray, colour, temp: float, texture: float,
-               obj_id: int, hot: np.ndarray = None) -> None:
+    def _paint(self,
+               mask: np.ndarray,
+               colour,
+               temp: float,
+               texture: float,
+               obj_id: int,
+               hot: np.ndarray = None) -> None:
         rng = self.rng
         soft = _blur(mask.astype(np.float32), 0.6)[..., None]
         noise = rng.normal(0, texture, mask.shape + (3, )).astype(np.float32)
         shade = np.clip(np.asarray(colour, np.float32) + noise, 0, 1)
         self.vis = self.vis * (1 - soft) + shade * soft
-        edges = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_GRADIENT,
-                                 np.ones((2, 2), np.uint8)).astype(bool)
+        edges = cv2.morphologyEx(
+            mask.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((2, 2),
+                                                               np.uint8)).astype(bool)
         self.vis[edges] *= 0.55  # outlines: visible edges
         heat = _blur(mask.astype(np.float32), 1.8)  # thermal: soft edges
-        body = temp + (0.12 * _blur(hot.astype(np.float32), 1.0) if hot is not None
-                       else 0)
+        body = temp + (0.12 *
+                       _blur(hot.astype(np.float32), 1.0) if hot is not None else 0)
         self.th = self.th * (1 - heat) + body * heat
         self.owner[mask] = obj_id
 
@@ -134,8 +140,8 @@ class _Scene:
         hot = np.zeros_like(mask)
         cv2.ellipse(hot, (cx, yb - ph + head), (head, head), 0, 0, 360, 1, -1)
         colour = rng.uniform(0.05, 0.9, 3)
-        self._paint(mask.astype(bool), colour, rng.uniform(0.62, 0.8), 0.08, obj_id,
-                    hot)
+        self._paint(
+            mask.astype(bool), colour, rng.uniform(0.62, 0.8), 0.08, obj_id, hot)
         return x0, yb - ph, x0 + pw, yb
 
     def vehicle(self, obj_id: int) -> Tuple[int, int, int, int]:
@@ -146,8 +152,8 @@ class _Scene:
         x0 = rng.randint(-vw // 3, self.w - vw // 2)
         mask = np.zeros((self.h, self.w), np.uint8)
         cv2.rectangle(mask, (x0, yb - int(vh * 0.65)), (x0 + vw, yb - vh // 6), 1, -1)
-        cv2.rectangle(mask, (x0 + vw // 5, yb - vh), (x0 + vw - vw // 4,
-                                                       yb - int(vh * 0.6)), 1, -1)
+        cv2.rectangle(mask, (x0 + vw // 5, yb - vh),
+                      (x0 + vw - vw // 4, yb - int(vh * 0.6)), 1, -1)
         hot = np.zeros_like(mask)
         r = max(2, vh // 6)
         for wx in (x0 + vw // 5, x0 + vw - vw // 5):
@@ -157,8 +163,8 @@ class _Scene:
         cv2.rectangle(hot, (side - vw // 8, yb - int(vh * 0.6)),
                       (side + vw // 8, yb - vh // 4), 1, -1)  # engine
         colour = rng.uniform(0.05, 0.95, 3)
-        self._paint(mask.astype(bool), colour, rng.uniform(0.5, 0.66), 0.05, obj_id,
-                    hot)
+        self._paint(
+            mask.astype(bool), colour, rng.uniform(0.5, 0.66), 0.05, obj_id, hot)
         if self.night and rng.rand() < 0.5:  # headlights: glare in visible
             self.glare(side, yb - vh // 3, rng.uniform(3, 7))
         return x0, yb - vh, x0 + vw, yb
@@ -173,8 +179,8 @@ class _Scene:
             colour, temp = (0.3, 0.3, 0.32), 0.18 + self.heat
         else:  # bush
             c = (rng.randint(0, self.w), rng.randint(self.horizon, self.h))
-            cv2.ellipse(mask, c, (rng.randint(6, 18), rng.randint(4, 10)), 0, 0, 360,
-                        1, -1)
+            cv2.ellipse(mask, c, (rng.randint(6, 18), rng.randint(4, 10)), 0, 0, 360, 1,
+                        -1)
             colour, temp = (0.1, 0.45, 0.15), 0.22 + 0.6 * self.heat
         self._paint(mask.astype(bool), colour, temp, 0.1, -1)
 
@@ -217,9 +223,14 @@ class _Scene:
         return to_u8(vis), to_u8(th)
 
 
-def make_scene(seed: int, split: str, index: int, width: int, height: int,
-               night_fraction: float, classes: Sequence[str] = CLASSES
-               ) -> Tuple[np.ndarray, np.ndarray, List[Dict]]:
+def make_scene(
+        seed: int,
+        split: str,
+        index: int,
+        width: int,
+        height: int,
+        night_fraction: float,
+        classes: Sequence[str] = CLASSES) -> Tuple[np.ndarray, np.ndarray, List[Dict]]:
     """Draw one scene. Returns (visible BGR uint8, thermal uint8, objects)."""
     unknown = set(classes) - set(CLASSES)
     if unknown or not classes:
@@ -251,24 +262,31 @@ def make_scene(seed: int, split: str, index: int, width: int, height: int,
         if vx2 - vx1 < 3 or vy2 - vy1 < 3:
             continue
         shown = (vx2 - vx1) * (vy2 - vy1) / full
-        objects.append(dict(name=kind, bbox=[int(vx1), int(vy1), int(vx2), int(vy2)],
-                            difficult=int(shown < 0.35)))
+        objects.append(
+            dict(
+                name=kind,
+                bbox=[int(vx1), int(vy1), int(vx2),
+                      int(vy2)],
+                difficult=int(shown < 0.35)))
     vis, th = scene.render()
     return vis, th, objects, scene.night
 
 
 def _voc_xml(filename: str, width: int, height: int, objects: List[Dict]) -> str:
-    lines = ['<annotation>', '\t<folder>synthetic</folder>',
-             f'\t<filename>{filename}</filename>', '\t<size>',
-             f'\t\t<width>{width}</width>', f'\t\t<height>{height}</height>',
-             '\t\t<depth>3</depth>', '\t</size>']
+    lines = [
+        '<annotation>', '\t<folder>synthetic</folder>',
+        f'\t<filename>{filename}</filename>', '\t<size>', f'\t\t<width>{width}</width>',
+        f'\t\t<height>{height}</height>', '\t\t<depth>3</depth>', '\t</size>'
+    ]
     for obj in objects:
         x1, y1, x2, y2 = obj['bbox']
-        lines += ['\t<object>', f'\t\t<name>{obj["name"]}</name>',
-                  f'\t\t<difficult>{obj["difficult"]}</difficult>', '\t\t<bndbox>',
-                  f'\t\t\t<xmin>{x1}</xmin>', f'\t\t\t<ymin>{y1}</ymin>',
-                  f'\t\t\t<xmax>{x2}</xmax>', f'\t\t\t<ymax>{y2}</ymax>',
-                  '\t\t</bndbox>', '\t</object>']
+        lines += [
+            '\t<object>', f'\t\t<name>{obj["name"]}</name>',
+            f'\t\t<difficult>{obj["difficult"]}</difficult>', '\t\t<bndbox>',
+            f'\t\t\t<xmin>{x1}</xmin>', f'\t\t\t<ymin>{y1}</ymin>',
+            f'\t\t\t<xmax>{x2}</xmax>', f'\t\t\t<ymax>{y2}</ymax>', '\t\t</bndbox>',
+            '\t</object>'
+        ]
     lines.append('</annotation>')
     return '\n'.join(lines) + '\n'
 
@@ -311,10 +329,11 @@ def make_synthetic_rgbt(out_dir: str,
             stem = f'{base + i:06d}'
             vis, th, objects, night = make_scene(seed, split, i, width, height,
                                                  night_fraction, classes)
-            cv2.imwrite(osp.join(vis_dir, stem + '.jpg'), vis,
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
-            cv2.imwrite(osp.join(ir_dir, stem + '.jpg'), cv2.merge([th, th, th]),
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(
+                osp.join(vis_dir, stem + '.jpg'), vis, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(
+                osp.join(ir_dir, stem + '.jpg'), cv2.merge([th, th, th]),
+                [cv2.IMWRITE_JPEG_QUALITY, 95])
             with open(osp.join(out_dir, 'Annotations', stem + '.xml'), 'w') as f:
                 f.write(_voc_xml(stem + '.jpg', width, height, objects))
             boxes += len(objects)

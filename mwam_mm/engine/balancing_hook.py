@@ -108,7 +108,8 @@ class ModalityBalancingHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self, branches: Optional[Dict[str, str]] = None,
+    def __init__(self,
+                 branches: Optional[Dict[str, str]] = None,
                  log_grad_norm: bool = True,
                  modalities: LayoutLike = None):
         self.branch_paths = dict(branches) if branches is not None else None
@@ -147,7 +148,10 @@ class ModalityBalancingHook(Hook):
         for modulation in self.modulations.values():
             modulation.active = True
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         for modulation in self.modulations.values():
             modulation.active = False
@@ -174,6 +178,7 @@ class BranchGradNormHook(ModalityBalancingHook):
         branches (dict, optional): As :class:`ModalityBalancingHook`.
     """
 
-    def __init__(self, branches: Optional[Dict[str, str]] = None,
+    def __init__(self,
+                 branches: Optional[Dict[str, str]] = None,
                  modalities: LayoutLike = None):
         super().__init__(branches, log_grad_norm=True, modalities=modalities)

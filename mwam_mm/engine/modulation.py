@@ -35,8 +35,8 @@ WeightOf = Callable[[str], Optional[float]]
 def optimizers_of(runner) -> list:
     """The torch optimizers behind the runner's optimizer wrapper(s)."""
     wrapper = runner.optim_wrapper
-    wrappers = (wrapper.values()
-                if isinstance(wrapper, OptimWrapperDict) else [wrapper])
+    wrappers = (
+        wrapper.values() if isinstance(wrapper, OptimWrapperDict) else [wrapper])
     return [w.optimizer for w in wrappers]
 
 
@@ -97,13 +97,14 @@ class GradientModulation(BranchModulation):
         # of the branch by exactly k, with a few hook calls per iteration instead
         # of one per parameter.
         for name, branch in self.branches.items():
+
             def scale_outputs(module, args, output, name=name):
                 if not (self.active and module.training):
                     return
                 for tensor in output_tensors(output):
                     if tensor.requires_grad:
-                        tensor.register_hook(
-                            lambda g, name=name: self._scale(g, name))
+                        tensor.register_hook(lambda g, name=name: self._scale(g, name))
+
             self._handles.append(branch.register_forward_hook(scale_outputs))
 
     def _scale(self, grad: torch.Tensor, name: str):
@@ -138,11 +139,15 @@ class UpdateModulation(BranchModulation):
 
     def install(self, runner) -> None:
         optimizers = optimizers_of(runner)
-        owned = {id(p) for opt in optimizers for g in opt.param_groups
-                 for p in g['params']}
+        owned = {
+            id(p)
+            for opt in optimizers
+            for g in opt.param_groups
+            for p in g['params']
+        }
         self._params = {
-            name: [p for p in branch.parameters()
-                   if p.requires_grad and id(p) in owned]
+            name:
+            [p for p in branch.parameters() if p.requires_grad and id(p) in owned]
             for name, branch in self.branches.items()
         }
         for opt in optimizers:
@@ -182,7 +187,9 @@ class LossModulation(BranchModulation):
         owner (str): Name used in error messages.
     """
 
-    def __init__(self, branches: Dict[str, nn.Module], weight_of: WeightOf,
+    def __init__(self,
+                 branches: Dict[str, nn.Module],
+                 weight_of: WeightOf,
                  owner: str = 'LossModulation'):
         super().__init__(branches)
         self.weight_of = weight_of
@@ -248,7 +255,7 @@ class BranchGradientNorms(BranchModulation):
             grads = [p.grad for p in params if p.grad is not None]
             if grads:
                 names.append(name)
-                norms.append(torch.linalg.vector_norm(
-                    torch.stack(torch._foreach_norm(grads))))
+                norms.append(
+                    torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
         if norms:  # one host sync for all branches
             self.norms = dict(zip(names, torch.stack(norms).tolist()))

@@ -17,8 +17,7 @@ from .modulation import (BranchModulation, GradientModulation, LossModulation,
 
 APPLY_MODES = ('grad', 'update', 'loss')
 ADAPTIVE_OPTIMIZERS = ('Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'Adagrad',
-                       'Adadelta', 'RMSprop', 'SparseAdam', 'Adafactor', 'Lamb',
-                       'Lion')
+                       'Adadelta', 'RMSprop', 'SparseAdam', 'Adafactor', 'Lamb', 'Lion')
 MAX_NONFINITE_WARNINGS = 10
 
 
@@ -109,8 +108,14 @@ class MWAMHook(ModalityBalancingHook):
         super().__init__(branches, log_grad_norm, modalities)
         self.apply = self._parse_apply(apply)
         self.weighting_cfg = dict(
-            preset=preset, alpha=alpha, beta=beta, lam=lam, gamma=gamma,
-            momentum=momentum, bank_init=bank_init, sigma=sigma)
+            preset=preset,
+            alpha=alpha,
+            beta=beta,
+            lam=lam,
+            gamma=gamma,
+            momentum=momentum,
+            bank_init=bank_init,
+            sigma=sigma)
         # validate the weighting arguments now, not at the first iteration
         MWAMWeighting(['a', 'b'], **self.weighting_cfg)
         self.frm_cfg = dict(frm or {})
@@ -150,7 +155,8 @@ class MWAMHook(ModalityBalancingHook):
         self.last_weights = {}
         self._modality_index = {n: self.layout.names.index(n) for n in self.branches}
         self._input_channels = ({
-            n: self.layout[n].channels for n in self.branches
+            n: self.layout[n].channels
+            for n in self.branches
         } if self.frm_source == 'input' else {})
 
     def build_modulations(self, runner) -> Dict[str, BranchModulation]:
@@ -177,8 +183,10 @@ class MWAMHook(ModalityBalancingHook):
     def _install_frm_hooks(self) -> None:
         for name, branch in self.branches.items():
             if self.frm_source == 'input':
+
                 def pre_hook(module, args, name=name):
                     self._record(name, module, args[0])
+
                 self._handles.append(branch.register_forward_pre_hook(pre_hook))
                 continue
             try:
@@ -186,26 +194,30 @@ class MWAMHook(ModalityBalancingHook):
             except AttributeError:
                 raise AttributeError(
                     f'MWAMHook: frm_source {self.frm_source!r} is not a module of '
-                    f'branch {name!r}. Its modules: {module_names(branch)}'
-                ) from None
+                    f'branch {name!r}. Its modules: {module_names(branch)}') from None
 
             def fwd_hook(module, args, output, name=name, branch=branch):
                 if isinstance(output, (tuple, list)):
                     output = output[0]
                 self._record(name, branch, output)
+
             self._handles.append(source.register_forward_hook(fwd_hook))
 
     def _warn_adaptive(self, runner) -> None:
         if 'grad' not in self.apply:
             return
-        adaptive = [type(o).__name__ for o in optimizers_of(runner)
-                    if type(o).__name__ in ADAPTIVE_OPTIMIZERS]
+        adaptive = [
+            type(o).__name__ for o in optimizers_of(runner)
+            if type(o).__name__ in ADAPTIVE_OPTIMIZERS
+        ]
         if adaptive:
             print_log(
                 f"MWAMHook: apply='grad' with the adaptive optimizer {adaptive[0]}, "
                 'which normalises gradients by their running scale and so largely '
                 "cancels a per-branch gradient weight; apply='update' scales the "
-                'step itself', logger='current', level=logging.WARNING)
+                'step itself',
+                logger='current',
+                level=logging.WARNING)
 
     # --------------------------------------------------------- each iteration
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
@@ -229,8 +241,7 @@ class MWAMHook(ModalityBalancingHook):
 
     def _record(self, name: str, module: nn.Module, tensor: torch.Tensor) -> None:
         # also skips re-runs of the forward by activation checkpointing
-        if (not self._recording or not module.training
-                or name in self.frm_values):
+        if (not self._recording or not module.training or name in self.frm_values):
             return
         self._check_branch_input(name, tensor)
         counted = self._counted_samples(name, tensor)
@@ -239,8 +250,7 @@ class MWAMHook(ModalityBalancingHook):
             frm = torch.zeros((), dtype=torch.float64, device=tensor.device)
         else:
             frm = frequency_ratio_metric(
-                tensor if count == tensor.shape[0] else tensor[counted],
-                **self.frm_cfg)
+                tensor if count == tensor.shape[0] else tensor[counted], **self.frm_cfg)
             if self.frm_cfg.get('mode', 'paper') == 'paper':
                 frm = frm * (tensor.shape[0] / count)  # a sum over the batch
             if self.per_channel:  # the channels FRM summed over: input or features
@@ -278,13 +288,13 @@ class MWAMHook(ModalityBalancingHook):
             weights[n] = self.last_weights.get(n, 1.0)
         self.weights = weights
         self.last_weights = dict(weights)
-        nonfinite = [n for n in names
-                     if n not in absent and not math.isfinite(frm[n])]
+        nonfinite = [n for n in names if n not in absent and not math.isfinite(frm[n])]
         if nonfinite and self._nonfinite_warnings < MAX_NONFINITE_WARNINGS:
             self._nonfinite_warnings += 1
             print_log(
                 f'MWAMHook: non-finite FRM for {nonfinite} ({frm}); their weight is 1 '
-                'this iteration and the bank keeps its value', logger='current',
+                'this iteration and the bank keeps its value',
+                logger='current',
                 level=logging.WARNING)
         if 'update' in self.modulations:  # averaged over accumulated micro-batches
             self.modulations['update'].record(self.weights)
@@ -292,7 +302,10 @@ class MWAMHook(ModalityBalancingHook):
     def _weight(self, name: str) -> Optional[float]:
         return None if self.weights is None else self.weights[name]
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
         self._recording = False
@@ -303,8 +316,7 @@ class MWAMHook(ModalityBalancingHook):
                 'branches did not run in the forward pass')
         hub = runner.message_hub
         for name in self.branches:
-            hub.update_scalar(f'train/mwam_frm_{name}',
-                              float(self.frm_values[name]))
+            hub.update_scalar(f'train/mwam_frm_{name}', float(self.frm_values[name]))
             hub.update_scalar(f'train/mwam_k_{name}', self.weights[name])
 
     def after_train(self, runner) -> None:
@@ -317,8 +329,8 @@ class MWAMHook(ModalityBalancingHook):
     # --------------------------------------------------------------- state
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.weighting is not None:
-            checkpoint['mwam'] = dict(self.weighting.state_dict(),
-                                      last_weights=dict(self.last_weights))
+            checkpoint['mwam'] = dict(
+                self.weighting.state_dict(), last_weights=dict(self.last_weights))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('mwam')
@@ -330,6 +342,7 @@ class MWAMHook(ModalityBalancingHook):
                 'the runner calls before_run first (Runner.train/val/test)')
         state = dict(state)
         self.last_weights = {
-            n: float(k) for n, k in state.pop('last_weights', {}).items()
+            n: float(k)
+            for n, k in state.pop('last_weights', {}).items()
         }
         self.weighting.load_state_dict(state)

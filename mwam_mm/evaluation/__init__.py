@@ -1,9 +1,8 @@
-from .robustness import (SCENARIOS, bar_chart, blanking_pipeline,
-                         evaluate_scenarios, evaluate_subsets, markdown_table,
-                         subset_name, summarize, write_report)
+from .robustness import (SCENARIOS, bar_chart, blanking_pipeline, evaluate_scenarios,
+                         evaluate_subsets, markdown_table, subset_name, summarize,
+                         write_report)
 
 __all__ = [
     'SCENARIOS', 'bar_chart', 'blanking_pipeline', 'evaluate_scenarios',
-    'evaluate_subsets', 'markdown_table', 'subset_name', 'summarize',
-    'write_report'
+    'evaluate_subsets', 'markdown_table', 'subset_name', 'summarize', 'write_report'
 ]

@@ -53,8 +53,8 @@ def _carry_missing_key(step: dict) -> dict:
     if keys is None:  # the Pack class's own default
         # mmdet's and mmseg's transforms live in child registries of the root
         registries = [TRANSFORMS] + list(TRANSFORMS.children.values())
-        cls = next((r.get(step['type']) for r in registries
-                    if r.get(step['type']) is not None), None)
+        cls = next((r.get(step['type'])
+                    for r in registries if r.get(step['type']) is not None), None)
         if cls is None:
             raise KeyError(f'unknown transform {step["type"]!r} in the test '
                            'pipeline')
@@ -65,8 +65,10 @@ def _carry_missing_key(step: dict) -> dict:
     return step
 
 
-def blanking_pipeline(pipeline: List[dict], layout: ModalityLayout,
-                      keep: Sequence[str], fill: str,
+def blanking_pipeline(pipeline: List[dict],
+                      layout: ModalityLayout,
+                      keep: Sequence[str],
+                      fill: str,
                       scenario: str = 'blank') -> List[dict]:
     """``pipeline`` with the modalities not in ``keep`` blanked after loading;
     in the ``missing`` scenario also marked missing (and packed)."""
@@ -75,18 +77,23 @@ def blanking_pipeline(pipeline: List[dict], layout: ModalityLayout,
     pipeline = copy.deepcopy(list(pipeline))
     if not blank:
         return pipeline
-    index = next((i for i, t in enumerate(pipeline)
-                  if t.get('type') == 'LoadRGBTImagePair'), None)
+    index = next(
+        (i for i, t in enumerate(pipeline) if t.get('type') == 'LoadRGBTImagePair'),
+        None)
     if index is None:
-        raise ValueError('the test pipeline has no LoadRGBTImagePair step to blank '
-                         f'modalities after; its steps: {[t.get("type") for t in pipeline]}')
-    step = dict(type='BlankModality', blank=blank, fill=fill,
-                modalities=pipeline[index].get('modalities'))
+        raise ValueError(
+            'the test pipeline has no LoadRGBTImagePair step to blank '
+            f'modalities after; its steps: {[t.get("type") for t in pipeline]}')
+    step = dict(
+        type='BlankModality',
+        blank=blank,
+        fill=fill,
+        modalities=pipeline[index].get('modalities'))
     if scenario == 'missing':
         step['mark_missing'] = True
         pipeline = [
-            _carry_missing_key(t) if str(t.get('type', '')).startswith('Pack')
-            else t for t in pipeline
+            _carry_missing_key(t) if str(t.get('type', '')).startswith('Pack') else t
+            for t in pipeline
         ]
     pipeline.insert(index + 1, step)
     return pipeline
@@ -101,7 +108,8 @@ def summarize(scores: Dict[str, float], layout: ModalityLayout) -> dict:
     full = scores[subsets[0]]
     drops = [(full - scores[s]) / full * 100 for s in subsets[1:]] if full else []
     return dict(
-        scores={s: scores[s] for s in subsets},
+        scores={s: scores[s]
+                for s in subsets},
         mean=sum(scores[s] for s in subsets) / len(subsets),
         collapse_rate=sum(drops) / len(drops) if drops else None)
 
@@ -127,8 +135,7 @@ def markdown_table(results: Dict[str, Dict[str, dict]], metric: str) -> str:
             pcr = summary['collapse_rate']
             cells = [variant, scenario]
             cells += [f'{summary["scores"][s]:.3f}' for s in subsets]
-            cells += [f'{summary["mean"]:.3f}',
-                      'n/a' if pcr is None else f'{pcr:.1f}']
+            cells += [f'{summary["mean"]:.3f}', 'n/a' if pcr is None else f'{pcr:.1f}']
             lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
@@ -140,17 +147,19 @@ def bar_chart(results: Dict[str, Dict[str, dict]], metric: str, path: str) -> st
     import matplotlib.pyplot as plt
     first = next(iter(results.values()))
     subsets = list(next(iter(first.values()))['scores'])
-    top = max(max(s['scores'].values()) for per in results.values()
-              for s in per.values())
+    top = max(
+        max(s['scores'].values()) for per in results.values() for s in per.values())
     fig, axes = plt.subplots(
-        1, len(results), figsize=(len(results) * (1.8 + 1.6 * len(subsets)), 3.6),
+        1,
+        len(results),
+        figsize=(len(results) * (1.8 + 1.6 * len(subsets)), 3.6),
         squeeze=False)
     for ax, (scenario, summaries) in zip(axes[0], results.items()):
         width = 0.8 / len(summaries)
         for i, (variant, summary) in enumerate(summaries.items()):
             xs = [j + i * width for j in range(len(subsets))]
-            bars = ax.bar(xs, [summary['scores'][s] for s in subsets], width,
-                          label=variant)
+            bars = ax.bar(
+                xs, [summary['scores'][s] for s in subsets], width, label=variant)
             ax.bar_label(bars, fmt='%.2f', fontsize=6)
         ax.set_xticks(
             [j + width * (len(summaries) - 1) / 2 for j in range(len(subsets))],
@@ -158,16 +167,18 @@ def bar_chart(results: Dict[str, Dict[str, dict]], metric: str, path: str) -> st
         ax.set_ylabel(metric)
         ax.set_ylim(0, 1.05 * max(1e-6, top))
         ax.legend(fontsize=7)
-        ax.set_title(f'scenario {scenario!r}: score per available subset',
-                     fontsize=9)
+        ax.set_title(f'scenario {scenario!r}: score per available subset', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def write_report(results: Dict[str, Dict[str, dict]], metric: str, out_dir: str,
-                 name: str = 'robustness', extra: Optional[dict] = None) -> dict:
+def write_report(results: Dict[str, Dict[str, dict]],
+                 metric: str,
+                 out_dir: str,
+                 name: str = 'robustness',
+                 extra: Optional[dict] = None) -> dict:
     """Write ``{name}.md``, ``{name}.json`` and ``{name}.png`` into ``out_dir``.
 
     Args:
@@ -178,9 +189,10 @@ def write_report(results: Dict[str, Dict[str, dict]], metric: str, out_dir: str,
     check_scenarios(list(results))
     os.makedirs(out_dir, exist_ok=True)
     table = markdown_table(results, metric)
-    paths = dict(markdown=osp.join(out_dir, f'{name}.md'),
-                 json=osp.join(out_dir, f'{name}.json'),
-                 chart=osp.join(out_dir, f'{name}.png'))
+    paths = dict(
+        markdown=osp.join(out_dir, f'{name}.md'),
+        json=osp.join(out_dir, f'{name}.json'),
+        chart=osp.join(out_dir, f'{name}.png'))
     with open(paths['markdown'], 'w') as f:
         f.write(f'# Missing-modality robustness ({metric})\n\n{table}\n'
                 'Scenarios: `blank`: the missing camera gives black (or mean) '
@@ -188,17 +200,18 @@ def write_report(results: Dict[str, Dict[str, dict]], metric: str, out_dir: str,
                 '(missing_modalities).\nPCR: mean relative drop (%) of the '
                 'single-modality scores from the full-modality score.\n')
     with open(paths['json'], 'w') as f:
-        json.dump(dict(metric=metric, scenarios=results, **(extra or {})), f,
-                  indent=2)
+        json.dump(dict(metric=metric, scenarios=results, **(extra or {})), f, indent=2)
     bar_chart(results, metric, paths['chart'])
     return dict(paths, table=table)
 
 
-def evaluate_subsets(runner, layout: LayoutLike = None, fill: str = 'zero',
-                     metric: Optional[str] = None,
-                     scenario: str = 'blank',
-                     subsets: Optional[Sequence[Subset]] = None
-                     ) -> Tuple[str, Dict[str, float]]:
+def evaluate_subsets(
+        runner,
+        layout: LayoutLike = None,
+        fill: str = 'zero',
+        metric: Optional[str] = None,
+        scenario: str = 'blank',
+        subsets: Optional[Sequence[Subset]] = None) -> Tuple[str, Dict[str, float]]:
     """Run ``runner``'s test loop once per modality subset.
 
     The model is built and its checkpoint loaded once; each subset gets a fresh test
@@ -222,8 +235,8 @@ def evaluate_subsets(runner, layout: LayoutLike = None, fill: str = 'zero',
     scores = {}
     for subset in subsets or layout.non_empty_subsets():
         cfg = copy.deepcopy(loader_cfg)
-        cfg['dataset']['pipeline'] = blanking_pipeline(
-            cfg['dataset']['pipeline'], layout, subset, fill, scenario)
+        cfg['dataset']['pipeline'] = blanking_pipeline(cfg['dataset']['pipeline'],
+                                                       layout, subset, fill, scenario)
         runner._test_dataloader = cfg
         runner._test_loop = copy.deepcopy(loop_cfg)
         runner._test_evaluator = copy.deepcopy(evaluator_cfg)
@@ -238,10 +251,13 @@ def evaluate_subsets(runner, layout: LayoutLike = None, fill: str = 'zero',
     return metric, scores
 
 
-def evaluate_scenarios(runner, layout: LayoutLike = None, fill: str = 'zero',
-                       metric: Optional[str] = None,
-                       scenarios: Sequence[str] = SCENARIOS
-                       ) -> Tuple[str, Dict[str, Dict[str, float]]]:
+def evaluate_scenarios(
+        runner,
+        layout: LayoutLike = None,
+        fill: str = 'zero',
+        metric: Optional[str] = None,
+        scenarios: Sequence[str] = SCENARIOS
+) -> Tuple[str, Dict[str, Dict[str, float]]]:
     """:func:`evaluate_subsets` in each scenario.
 
     The full-modality subset is the same run in every scenario, so it is tested

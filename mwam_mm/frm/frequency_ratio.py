@@ -177,8 +177,7 @@ class FrequencyRatioMetric(nn.Module):
                  mode: str = 'paper'):
         super().__init__()
         if mode not in FRM_MODES:
-            raise ValueError(
-                f'unknown FRM mode {mode!r}; expected one of {FRM_MODES}')
+            raise ValueError(f'unknown FRM mode {mode!r}; expected one of {FRM_MODES}')
         self.patch_size = patch_size
         self.band_size = band_size
         self.sigma = DEFAULT_SIGMA[mode] if sigma is None else sigma

@@ -56,8 +56,7 @@ class MWAMWeighting:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'momentum must be in [0, 1), got {momentum}')
         params = dict(MWAM_PRESETS[preset])
-        for key, value in dict(alpha=alpha, beta=beta, lam=lam,
-                               gamma=gamma).items():
+        for key, value in dict(alpha=alpha, beta=beta, lam=lam, gamma=gamma).items():
             if value is not None:
                 params[key] = float(value)
         self.modalities = list(modalities)
@@ -92,8 +91,10 @@ class MWAMWeighting:
         missing = [m for m in self.modalities if m not in frm]
         if missing:
             raise KeyError(f'FRM missing for modalities {missing}; got {sorted(frm)}')
-        finite = {m: float(frm[m]) for m in self.modalities
-                  if math.isfinite(float(frm[m]))}
+        finite = {
+            m: float(frm[m])
+            for m in self.modalities if math.isfinite(float(frm[m]))
+        }
         w = self.momentum
         for m, value in finite.items():
             if m not in self.bank:

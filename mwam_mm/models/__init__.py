@@ -1,13 +1,12 @@
 from .backbones import DualStreamBackbone
-from .detectors import RGBTSingleStageDetector
 from .data_preprocessors import (RGBTDetDataPreprocessor, RGBTPreprocessorMixin,
                                  RGBTSegDataPreprocessor)
+from .detectors import RGBTSingleStageDetector
 from .fusions import AddFusion, ConcatConvFusion, GatedFusion
 from .substitutes import ZeroSubstitute
 
 __all__ = [
     'DualStreamBackbone', 'RGBTDetDataPreprocessor', 'RGBTPreprocessorMixin',
-    'RGBTSegDataPreprocessor',
-    'AddFusion', 'ConcatConvFusion', 'GatedFusion', 'RGBTSingleStageDetector',
-    'ZeroSubstitute'
+    'RGBTSegDataPreprocessor', 'AddFusion', 'ConcatConvFusion', 'GatedFusion',
+    'RGBTSingleStageDetector', 'ZeroSubstitute'
 ]

@@ -9,13 +9,12 @@ from typing import Optional
 
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
-from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmengine.registry import MODELS
+from mmseg.models.data_preprocessor import SegDataPreProcessor
 
 from ..modality import LayoutLike, ModalityLayout
 from ..modality_dropout import ModalityDropoutSampler
-from ..presence import (MISSING_KEY, presence_from_data_samples,
-                        set_batch_presence)
+from ..presence import MISSING_KEY, presence_from_data_samples, set_batch_presence
 
 
 class RGBTPreprocessorMixin:
@@ -45,7 +44,8 @@ class RGBTPreprocessorMixin:
         self.modality_dropout = None
         if modality_dropout is not None:
             self.modality_dropout = ModalityDropoutSampler(
-                **dict(modality_dropout), modalities=self.layout,
+                **dict(modality_dropout),
+                modalities=self.layout,
                 owner=f'{type(self).__name__}.modality_dropout')
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -78,8 +78,7 @@ class RGBTPreprocessorMixin:
                 continue
             for name in dropped:
                 channels = self.layout.channel_slice(name)
-                inputs[i, channels] = self._blank_value(name, sampler.fill).to(
-                    inputs)
+                inputs[i, channels] = self._blank_value(name, sampler.fill).to(inputs)
 
     def _blank_value(self, name: str, fill: str) -> torch.Tensor:
         """A blanked modality's value after normalisation, per channel."""

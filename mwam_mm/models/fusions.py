@@ -29,7 +29,8 @@ class AddFusion(BaseModule):
         super().__init__(init_cfg)
         self.num_modalities = num_modalities
 
-    def forward(self, feats: List[torch.Tensor],
+    def forward(self,
+                feats: List[torch.Tensor],
                 presence: Optional[torch.Tensor] = None) -> torch.Tensor:
         # a missing modality's substitute (zeros) adds nothing: no mask needed
         out = feats[0]
@@ -57,10 +58,10 @@ class ConcatConvFusion(BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg)
         self.conv = ConvModule(
-            channels * num_modalities, channels, 1, norm_cfg=norm_cfg,
-            act_cfg=act_cfg)
+            channels * num_modalities, channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
 
-    def forward(self, feats: List[torch.Tensor],
+    def forward(self,
+                feats: List[torch.Tensor],
                 presence: Optional[torch.Tensor] = None) -> torch.Tensor:
         # the substitute's features go through the missing modality's weight slice
         return self.conv(torch.cat(feats, dim=1))
@@ -95,7 +96,8 @@ class GatedFusion(BaseModule):
             nn.Conv2d(hidden, num_modalities, 1),
         )
 
-    def forward(self, feats: List[torch.Tensor],
+    def forward(self,
+                feats: List[torch.Tensor],
                 presence: Optional[torch.Tensor] = None) -> torch.Tensor:
         logits = self.gate(torch.cat(feats, dim=1))
         if presence is not None:

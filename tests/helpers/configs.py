@@ -4,8 +4,12 @@ from mmengine.config import Config
 from tests.conftest import ROOT
 
 
-def tiny_config(config: str, data_root: str, work_dir: str, iters: int = 2,
-                batch_size: int = 2, **overrides) -> Config:
+def tiny_config(config: str,
+                data_root: str,
+                work_dir: str,
+                iters: int = 2,
+                batch_size: int = 2,
+                **overrides) -> Config:
     """Load ``config`` and make it train ``iters`` iterations and test on tiny data.
 
     Keeps the model and pipelines as they are; only the loop, the loaders and the
@@ -13,11 +17,10 @@ def tiny_config(config: str, data_root: str, work_dir: str, iters: int = 2,
     """
     cfg = Config.fromfile(config if config.startswith('/') else f'{ROOT}/{config}')
     cfg.work_dir = work_dir
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
-                         val_interval=iters)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
     cfg.param_scheduler = []
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters,
-                                        by_epoch=False)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=iters, by_epoch=False)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=False)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -35,6 +35,10 @@ class DumpRankStateHook(Hook):
         model = runner.model.module if hasattr(runner.model, 'module') else \
             runner.model
         params = {k: v.detach().cpu() for k, v in model.named_parameters()}
-        torch.save(dict(params=params, weights=self.weights,
-                        presence=self.presence, grad_norms=self.grad_norms),
-                   osp.join(runner.work_dir, f'rank{get_rank()}.pth'))
+        torch.save(
+            dict(
+                params=params,
+                weights=self.weights,
+                presence=self.presence,
+                grad_norms=self.grad_norms),
+            osp.join(runner.work_dir, f'rank{get_rank()}.pth'))

@@ -20,8 +20,14 @@ def write_flir(root, num=6, width=96, height=80, seed=5, stray_dog=True):
     names = dict(person='person', vehicle='car')
     os.makedirs(osp.join(root, 'JPEGImages'), exist_ok=True)
     os.makedirs(osp.join(root, 'Annotations'), exist_ok=True)
-    stems, coco = [], dict(images=[], annotations=[], categories=[
-        dict(id=1, name='person'), dict(id=3, name='car'), dict(id=7, name='dog')])
+    stems, coco = [], dict(
+        images=[],
+        annotations=[],
+        categories=[
+            dict(id=1, name='person'),
+            dict(id=3, name='car'),
+            dict(id=7, name='dog')
+        ])
     cat_ids = dict(person=1, car=3, dog=7)
     for i, vis, th, objects in _scenes(num, width, height, seed):
         stem = f'FLIR_{i + 1:05d}'
@@ -33,17 +39,25 @@ def write_flir(root, num=6, width=96, height=80, seed=5, stray_dog=True):
         with open(osp.join(root, 'Annotations', stem + '_PreviewData.xml'), 'w') as f:
             f.write(_voc_xml(stem + '_PreviewData.jpeg', width, height, objects))
         stems.append(stem + '_PreviewData')
-        coco['images'].append(dict(id=i, file_name=stem + '_RGB.jpg',
-                                   file_name_lwir=stem + '_PreviewData.jpeg',
-                                   width=width, height=height))
+        coco['images'].append(
+            dict(
+                id=i,
+                file_name=stem + '_RGB.jpg',
+                file_name_lwir=stem + '_PreviewData.jpeg',
+                width=width,
+                height=height))
         for o in objects:
             x1, y1, x2, y2 = o['bbox']
-            coco['annotations'].append(dict(
-                id=len(coco['annotations']), image_id=i, iscrowd=o['difficult'],
-                category_id=cat_ids[o['name']], bbox=[x1, y1, x2 - x1, y2 - y1]))
+            coco['annotations'].append(
+                dict(
+                    id=len(coco['annotations']),
+                    image_id=i,
+                    iscrowd=o['difficult'],
+                    category_id=cat_ids[o['name']],
+                    bbox=[x1, y1, x2 - x1, y2 - y1]))
     half = num // 2
-    for name, part in (('align_train.txt', stems[:half]),
-                       ('align_validation.txt', stems[half:])):
+    for name, part in (('align_train.txt', stems[:half]), ('align_validation.txt',
+                                                           stems[half:])):
         with open(osp.join(root, name), 'w') as f:
             f.write('\n'.join(part) + '\n')
     with open(osp.join(root, 'Annotation_train.json'), 'w') as f:
@@ -102,8 +116,14 @@ def write_mfnet(root, num=4, width=96, height=80, seed=7):
     return root
 
 
-def write_split_folders(root, names, num=4, width=96, height=80, seed=8,
-                        num_classes=5, label_offset=0):
+def write_split_folders(root,
+                        names,
+                        num=4,
+                        width=96,
+                        height=80,
+                        seed=8,
+                        num_classes=5,
+                        label_offset=0):
     """{train,test}/{rgb,thermal,labels}-style folders (names: the three names)."""
     rgb_dir, thermal_dir, label_dir = names
     for split_index, split in enumerate(('train', 'test')):
@@ -121,11 +141,14 @@ def write_split_folders(root, names, num=4, width=96, height=80, seed=8,
 
 
 def write_pst900(root, **kwargs):
-    return write_split_folders(root, ('rgb', 'thermal', 'labels'), num_classes=5,
-                               **kwargs)
+    return write_split_folders(
+        root, ('rgb', 'thermal', 'labels'), num_classes=5, **kwargs)
 
 
 def write_fmb(root, **kwargs):
     """FMB labels: 0 = unlabeled, classes 1-14 (reduce_zero_label)."""
-    return write_split_folders(root, ('Visible', 'Infrared', 'Label'),
-                               num_classes=14, label_offset=1, **kwargs)
+    return write_split_folders(
+        root, ('Visible', 'Infrared', 'Label'),
+        num_classes=14,
+        label_offset=1,
+        **kwargs)

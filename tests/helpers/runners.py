@@ -5,9 +5,18 @@ from mmengine.runner import Runner
 from tests.helpers.toy import ToyDataset
 
 
-def toy_runner(work_dir, epochs=2, hooks=(), optimizer=None, accumulate=1,
-               resume=False, load_from=None, seed=0, name=None, launcher='none',
-               length=16, clip_grad=None):
+def toy_runner(work_dir,
+               epochs=2,
+               hooks=(),
+               optimizer=None,
+               accumulate=1,
+               resume=False,
+               load_from=None,
+               seed=0,
+               name=None,
+               launcher='none',
+               length=16,
+               clip_grad=None):
     optimizer = optimizer or dict(type='SGD', lr=0.05, momentum=0.9)
     return Runner(
         model=dict(type='ToyRGBTModel'),
@@ -20,8 +29,8 @@ def toy_runner(work_dir, epochs=2, hooks=(), optimizer=None, accumulate=1,
             num_workers=0,
             collate_fn=dict(type='default_collate')),
         train_cfg=dict(by_epoch=True, max_epochs=epochs),
-        optim_wrapper=dict(optimizer=optimizer, accumulative_counts=accumulate,
-                           clip_grad=clip_grad),
+        optim_wrapper=dict(
+            optimizer=optimizer, accumulative_counts=accumulate, clip_grad=clip_grad),
         custom_hooks=list(hooks),
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', interval=1),

@@ -26,8 +26,11 @@ class ToyRGBTModel(BaseModel):
     def __init__(self, aux_losses=False, fusion='AddFusion'):
         super().__init__()
         self.backbone = MODELS.build(
-            dict(type='DualStreamBackbone', backbone=dict(type='ToyStream'),
-                 fusion=dict(type=fusion), probe_size=(8, 8)))
+            dict(
+                type='DualStreamBackbone',
+                backbone=dict(type='ToyStream'),
+                fusion=dict(type=fusion),
+                probe_size=(8, 8)))
         self.head = nn.Conv2d(4, 1, 1)
         self.aux_losses = aux_losses
 
@@ -54,8 +57,7 @@ def toy_batch(seed=0, batch=4, size=16):
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')
     smooth = (torch.sin(xx / 5.0) + torch.cos(yy / 7.0)).float()
-    rgb = smooth.expand(batch, 3, size, size) * torch.rand(batch, 3, 1, 1,
-                                                           generator=g)
+    rgb = smooth.expand(batch, 3, size, size) * torch.rand(batch, 3, 1, 1, generator=g)
     thermal = torch.randn(batch, 1, size, size, generator=g)
     return torch.cat([rgb, thermal], dim=1)
 

@@ -8,8 +8,12 @@ def test_the_installed_stack_is_supported():
 
 
 def test_wrong_and_missing_versions_give_one_message_with_the_fix(monkeypatch):
-    installed = dict(torch='2.13.0+cpu', mmengine='0.10.7', mmcv='2.2.0',
-                     mmdet=None, mmsegmentation='0.30.0')
+    installed = dict(
+        torch='2.13.0+cpu',
+        mmengine='0.10.7',
+        mmcv='2.2.0',
+        mmdet=None,
+        mmsegmentation='0.30.0')
     monkeypatch.setattr(versions, '_installed', installed.get)
     problems = versions.find_version_problems()
     assert problems == [

@@ -19,9 +19,13 @@ def pattern_sample(h=120, w=160, seed=0):
     x1, y1, x2, y2 = 40, 30, 90, 100
     rgb[y1:y2, x1:x2] = 250
     img = np.concatenate([rgb, rgb[..., :1]], axis=2)
-    return dict(img=img, img_shape=(h, w), ori_shape=(h, w),
-                gt_bboxes=HorizontalBoxes(np.array([[x1, y1, x2, y2]], np.float32)),
-                gt_bboxes_labels=np.array([0]), gt_ignore_flags=np.array([False]))
+    return dict(
+        img=img,
+        img_shape=(h, w),
+        ori_shape=(h, w),
+        gt_bboxes=HorizontalBoxes(np.array([[x1, y1, x2, y2]], np.float32)),
+        gt_bboxes_labels=np.array([0]),
+        gt_ignore_flags=np.array([False]))
 
 
 @pytest.mark.parametrize('seed', range(4))
@@ -50,22 +54,28 @@ def test_loader_stacks_in_layout_order_and_checks_sizes(tmp_path):
     thermal = np.full((20, 30), 200, np.uint8)
     cv2.imwrite(str(tmp_path / 'v.png'), rgb)
     cv2.imwrite(str(tmp_path / 't.png'), cv2.merge([thermal] * 3))
-    out = LoadRGBTImagePair()(dict(img_path=str(tmp_path / 'v.png'),
-                                   thermal_path=str(tmp_path / 't.png')))
+    out = LoadRGBTImagePair()(
+        dict(img_path=str(tmp_path / 'v.png'), thermal_path=str(tmp_path / 't.png')))
     assert out['img'].shape == (20, 30, 4)
     assert tuple(out['img'][0, 0]) == (10, 20, 30, 200)
     three = LoadRGBTImagePair(modalities=[
         dict(name='rgb', channels=3, bgr_to_rgb=True),
-        dict(name='thermal', channels=3)])
-    assert three(dict(img_path=str(tmp_path / 'v.png'),
-                      thermal_path=str(tmp_path / 't.png')))['img'].shape[2] == 6
+        dict(name='thermal', channels=3)
+    ])
+    assert three(
+        dict(img_path=str(tmp_path / 'v.png'),
+             thermal_path=str(tmp_path / 't.png')))['img'].shape[2] == 6
     cv2.imwrite(str(tmp_path / 'small.png'), thermal[:10])
     with pytest.raises(ValueError, match=r'v\.png is 30x20.*small\.png is 30x10'):
-        LoadRGBTImagePair()(dict(img_path=str(tmp_path / 'v.png'),
-                                 thermal_path=str(tmp_path / 'small.png')))
+        LoadRGBTImagePair()(
+            dict(
+                img_path=str(tmp_path / 'v.png'),
+                thermal_path=str(tmp_path / 'small.png')))
     with pytest.raises(FileNotFoundError, match=r'gone\.png'):
-        LoadRGBTImagePair()(dict(img_path=str(tmp_path / 'v.png'),
-                                 thermal_path=str(tmp_path / 'gone.png')))
+        LoadRGBTImagePair()(
+            dict(
+                img_path=str(tmp_path / 'v.png'),
+                thermal_path=str(tmp_path / 'gone.png')))
     with pytest.raises(KeyError, match="no 'thermal_path' for modality 'thermal'"):
         LoadRGBTImagePair()(dict(img_path=str(tmp_path / 'v.png')))
 
@@ -74,15 +84,18 @@ def test_photometric_transform_touches_one_modality_only():
     np.random.seed(0)
     sample = pattern_sample()
     before = sample['img'].copy()
-    out = PerModality(transforms=[dict(type='PhotoMetricDistortion')],
-                      modality='rgb')(sample)
+    out = PerModality(
+        transforms=[dict(type='PhotoMetricDistortion')], modality='rgb')(
+            sample)
     assert out['img'].dtype == np.uint8
     np.testing.assert_array_equal(out['img'][..., 3], before[..., 3])
     assert not np.array_equal(out['img'][..., :3], before[..., :3])
 
-    thermal_aug = PerModality(transforms=[dict(type='PhotoMetricDistortion',
-                                               brightness_delta=60, hue_delta=0)],
-                              modality='thermal')
+    thermal_aug = PerModality(
+        transforms=[
+            dict(type='PhotoMetricDistortion', brightness_delta=60, hue_delta=0)
+        ],
+        modality='thermal')
     changed = []
     for _ in range(6):  # each distortion is applied at random
         out = thermal_aug(pattern_sample())
@@ -91,8 +104,9 @@ def test_photometric_transform_touches_one_modality_only():
     assert any(changed)
 
     with pytest.raises(ValueError, match='changed the image size'):
-        PerModality(transforms=[dict(type='Resize', scale=(10, 10))],
-                    modality='rgb')(pattern_sample())
+        PerModality(
+            transforms=[dict(type='Resize', scale=(10, 10))], modality='rgb')(
+                pattern_sample())
 
 
 def test_modality_dropout_blanks_exactly_one_modality():

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import mwam_mm  # noqa: F401
-from mwam_mm.engine import (BranchGradNormHook, GradientModulation,
-                            LossModulation, MWAMHook)
+from mwam_mm.engine import (BranchGradNormHook, GradientModulation, LossModulation,
+                            MWAMHook)
 from tests.helpers.runners import hook_of, toy_runner
 from tests.helpers.toy import ToyRGBTModel, toy_batch
 from tests.test_engine.test_mwam_hook import make_runner, start, train_step
@@ -18,8 +18,7 @@ def test_gradient_modulation_with_fixed_weights_and_only_when_active():
     torch.manual_seed(0)
     model = ToyRGBTModel()
     reference = copy.deepcopy(model)
-    modulation = GradientModulation(model.backbone.modality_branches(),
-                                    WEIGHTS.get)
+    modulation = GradientModulation(model.backbone.modality_branches(), WEIGHTS.get)
     modulation.install()
     batch = toy_batch()
     modulation.active = True
@@ -64,8 +63,9 @@ def test_mwam_logs_the_gradient_norm_reaching_each_branch():
 
     def capture(optimizer, args, kwargs):  # registered after the hook's own
         for name in ('rgb', 'thermal'):
-            grads = [p.grad.flatten() for p in model.backbone.streams[name]
-                     .parameters()]
+            grads = [
+                p.grad.flatten() for p in model.backbone.streams[name].parameters()
+            ]
             seen[name] = torch.cat(grads).norm().item()
 
     runner.optim_wrapper.optimizer.register_step_pre_hook(capture)
@@ -80,8 +80,8 @@ def test_mwam_logs_the_gradient_norm_reaching_each_branch():
 def test_branch_grad_norm_hook_alone_changes_nothing(tmp_path):
     plain = toy_runner(tmp_path / 'plain', epochs=1, name='p')
     plain.train()
-    probed = toy_runner(tmp_path / 'probed', epochs=1, name='g',
-                        hooks=[BranchGradNormHook()])
+    probed = toy_runner(
+        tmp_path / 'probed', epochs=1, name='g', hooks=[BranchGradNormHook()])
     probed.train()
     hook = hook_of(probed, BranchGradNormHook)
     assert set(hook.grad_norms.norms) == {'rgb', 'thermal'}

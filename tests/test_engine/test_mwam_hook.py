@@ -107,9 +107,9 @@ def test_update_mode_scales_branch_updates_by_exactly_k(twin_models, optimizer):
     train_step(None, make_runner(reference, optimizer), batch)
     for name in ('rgb', 'thermal'):
         k = hook.weights[name]
-        for p, r, b in zip(branch_params(model, name),
-                           branch_params(reference, name),
-                           branch_params(before, name)):
+        for p, r, b in zip(
+                branch_params(model, name), branch_params(reference, name),
+                branch_params(before, name)):
             torch.testing.assert_close(p - b, (r - b) * k, rtol=1e-4, atol=1e-7)
     for p, r in zip(shared_params(model), shared_params(reference)):
         torch.testing.assert_close(p, r)
@@ -132,8 +132,8 @@ def test_loss_mode_scales_only_per_modality_losses():
                                    plain[f'loss_aux_{name}'] * hook.weights[name])
     hook.after_train_iter(runner, 0)
     # outside training iterations the losses are the model's own
-    torch.testing.assert_close(model(batch, mode='loss')['loss_aux_rgb'],
-                               plain['loss_aux_rgb'])
+    torch.testing.assert_close(
+        model(batch, mode='loss')['loss_aux_rgb'], plain['loss_aux_rgb'])
 
 
 def test_hybrid_mode_scales_gradients_and_losses():
@@ -184,8 +184,8 @@ def test_non_finite_frm_falls_back_to_weight_one(twin_models):
     assert hook.weights['thermal'] == 1.0
     assert any('non-finite FRM' in c.args[0] for c in log.call_args_list)
     grads_after(reference, batch)
-    for p, r in zip(branch_params(model, 'thermal'),
-                    branch_params(reference, 'thermal')):
+    for p, r in zip(
+            branch_params(model, 'thermal'), branch_params(reference, 'thermal')):
         assert torch.isfinite(p.grad).all()
         torch.testing.assert_close(p.grad, r.grad)
 
@@ -222,21 +222,28 @@ def test_checkpoint_is_an_ordinary_model(twin_models):
 
 def test_named_branches_and_bad_paths(twin_models):
     model, _ = twin_models
-    hook = MWAMHook(branches=dict(rgb='backbone.streams.rgb',
-                                  thermal='backbone.streams.thermal'))
+    hook = MWAMHook(
+        branches=dict(rgb='backbone.streams.rgb', thermal='backbone.streams.thermal'))
     runner = make_runner(model)
     start(hook, runner)
     train_step(hook, runner, toy_batch())
-    with pytest.raises(AttributeError, match='no module .backbone.rgb_stream.*'
-                       'Available modules: .*backbone.streams'):
-        start(MWAMHook(branches=dict(rgb='backbone.rgb_stream',
-                                     thermal='backbone.streams.thermal')),
-              make_runner(model))
-    with pytest.raises(ValueError, match="branch 'thermal' .* lies inside branch "
-                       "'rgb'"):
-        start(MWAMHook(branches=dict(rgb='backbone.streams.rgb',
-                                     thermal='backbone.streams.rgb.conv1')),
-              make_runner(model))
+    with pytest.raises(
+            AttributeError,
+            match='no module .backbone.rgb_stream.*'
+            'Available modules: .*backbone.streams'):
+        start(
+            MWAMHook(
+                branches=dict(
+                    rgb='backbone.rgb_stream', thermal='backbone.streams.thermal')),
+            make_runner(model))
+    with pytest.raises(
+            ValueError, match="branch 'thermal' .* lies inside branch "
+            "'rgb'"):
+        start(
+            MWAMHook(
+                branches=dict(
+                    rgb='backbone.streams.rgb', thermal='backbone.streams.rgb.conv1')),
+            make_runner(model))
 
 
 def test_frm_of_a_named_stage_output(twin_models):
@@ -263,18 +270,25 @@ def test_bad_arguments():
 
 def test_branch_names_must_be_modalities_and_whole_streams(twin_models):
     model, _ = twin_models
-    with pytest.raises(ValueError, match=r"branch name\(s\) \['ir'\] are not "
-                       r"modalities of the layout \['rgb', 'thermal'\]"):
-        start(MWAMHook(branches=dict(rgb='backbone.streams.rgb',
-                                     ir='backbone.streams.thermal')),
-              make_runner(model))
+    with pytest.raises(
+            ValueError,
+            match=r"branch name\(s\) \['ir'\] are not "
+            r"modalities of the layout \['rgb', 'thermal'\]"):
+        start(
+            MWAMHook(
+                branches=dict(
+                    rgb='backbone.streams.rgb', ir='backbone.streams.thermal')),
+            make_runner(model))
     # two consecutive stages of one stream: the second gets features, not an image
-    hook = MWAMHook(branches=dict(rgb='backbone.streams.rgb.conv1',
-                                  thermal='backbone.streams.rgb.conv2'))
+    hook = MWAMHook(
+        branches=dict(
+            rgb='backbone.streams.rgb.conv1', thermal='backbone.streams.rgb.conv2'))
     runner = make_runner(model)
     start(hook, runner)
-    with pytest.raises(ValueError, match="branch 'thermal' receives 4 channels, "
-                       "but modality 'thermal' has 1"):
+    with pytest.raises(
+            ValueError,
+            match="branch 'thermal' receives 4 channels, "
+            "but modality 'thermal' has 1"):
         train_step(hook, runner, toy_batch())
 
 

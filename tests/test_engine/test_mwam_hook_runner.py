@@ -30,9 +30,13 @@ def test_resume_gives_the_same_weights_and_parameters(tmp_path):
 
     first = toy_runner(tmp_path / 'split', epochs=1, hooks=[RecordK()], name='s1')
     first.train()
-    second = toy_runner(tmp_path / 'split', epochs=2, hooks=[RecordK()], name='s2',
-                        resume=True,
-                        load_from=str(tmp_path / 'split' / 'epoch_1.pth'))
+    second = toy_runner(
+        tmp_path / 'split',
+        epochs=2,
+        hooks=[RecordK()],
+        name='s2',
+        resume=True,
+        load_from=str(tmp_path / 'split' / 'epoch_1.pth'))
     second.train()
     resumed_hook = hook_of(second, RecordK)
     split_history = hook_of(first, RecordK).history + resumed_hook.history
@@ -55,8 +59,13 @@ def test_without_the_bank_in_the_checkpoint_resume_differs(tmp_path):
     ckpt = load_local_checkpoint(str(tmp_path / 'split' / 'epoch_1.pth'))
     del ckpt['mwam']
     torch.save(ckpt, tmp_path / 'split' / 'no_bank.pth')
-    second = toy_runner(tmp_path / 'split', epochs=2, hooks=[RecordK()], name='s2',
-                        resume=True, load_from=str(tmp_path / 'split' / 'no_bank.pth'))
+    second = toy_runner(
+        tmp_path / 'split',
+        epochs=2,
+        hooks=[RecordK()],
+        name='s2',
+        resume=True,
+        load_from=str(tmp_path / 'split' / 'no_bank.pth'))
     second.train()
     assert hook_of(second, RecordK).history[0] != pytest.approx(
         hook_of(full, RecordK).history[4], rel=1e-9)
@@ -64,8 +73,8 @@ def test_without_the_bank_in_the_checkpoint_resume_differs(tmp_path):
 
 @pytest.mark.parametrize('apply', ['grad', 'update'])
 def test_gradient_accumulation(tmp_path, apply):
-    runner = toy_runner(tmp_path, epochs=1, hooks=[RecordK(apply=apply)],
-                        accumulate=2, name=apply)
+    runner = toy_runner(
+        tmp_path, epochs=1, hooks=[RecordK(apply=apply)], accumulate=2, name=apply)
     before = params_of(runner)
     runner.train()
     hook = hook_of(runner, RecordK)
@@ -77,8 +86,13 @@ def test_gradient_accumulation(tmp_path, apply):
 
 
 def test_update_mode_with_accumulation_averages_the_weights(tmp_path):
-    runner = toy_runner(tmp_path, epochs=1, hooks=[MWAMHook(apply='update')],
-                        accumulate=2, length=8, name='avg')
+    runner = toy_runner(
+        tmp_path,
+        epochs=1,
+        hooks=[MWAMHook(apply='update')],
+        accumulate=2,
+        length=8,
+        name='avg')
     seen = []
     original = UpdateModulation.scale_update
 
@@ -95,15 +109,23 @@ def test_update_mode_with_accumulation_averages_the_weights(tmp_path):
 def test_clipping_acts_on_the_scaled_gradients(tmp_path):
     """grad mode scales before the optimizer wrapper clips: the clipped total
     norm is the limit, whatever the weights."""
-    runner = toy_runner(tmp_path, epochs=1, hooks=[MWAMHook()], name='clip',
-                        clip_grad=dict(max_norm=1e-3), length=4)
+    runner = toy_runner(
+        tmp_path,
+        epochs=1,
+        hooks=[MWAMHook()],
+        name='clip',
+        clip_grad=dict(max_norm=1e-3),
+        length=4)
     norms = []
     runner.train_loop  # noqa: B018  (builds the loop and the optimizer wrapper)
     runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     optimizer = runner.optim_wrapper.optimizer
     optimizer.register_step_pre_hook(lambda opt, args, kwargs: norms.append(
-        torch.norm(torch.stack([p.grad.norm() for g in opt.param_groups
-                                for p in g['params'] if p.grad is not None]))))
+        torch.norm(
+            torch.stack([
+                p.grad.norm() for g in opt.param_groups for p in g['params']
+                if p.grad is not None
+            ]))))
     runner.train()
     assert len(norms) == 1
     assert norms[0].item() == pytest.approx(1e-3, rel=1e-3)

@@ -16,8 +16,10 @@ def reference_frm(images, p=8, q=2, sigma=1e-6):
         for ci in range(c):
             for i in range(h // p):
                 for j in range(w // p):
-                    coeffs = dctn(x[bi, ci, i * p:(i + 1) * p, j * p:(j + 1) * p],
-                                  type=2, norm='ortho')
+                    coeffs = dctn(
+                        x[bi, ci, i * p:(i + 1) * p, j * p:(j + 1) * p],
+                        type=2,
+                        norm='ortho')
                     low = coeffs[:q, :q]
                     high = coeffs[p - q:, p - q:][::-1, ::-1]
                     total += np.abs(low / (high + sigma)).sum()
@@ -44,8 +46,7 @@ def test_paper_mode_matches_scipy_on_random_input(shape):
 
 def test_paper_mode_matches_scipy_on_structured_input():
     x = structured()
-    assert frequency_ratio_metric(x).item() == pytest.approx(
-        reference_frm(x), rel=1e-9)
+    assert frequency_ratio_metric(x).item() == pytest.approx(reference_frm(x), rel=1e-9)
 
 
 @pytest.mark.parametrize('p,q', [(8, 1), (8, 4), (4, 2)])
@@ -97,8 +98,9 @@ def test_input_smaller_than_a_patch_is_an_error():
     ('constant', torch.full((2, 3, 32, 32), 0.7)),
     ('saturated', torch.full((2, 1, 32, 32), 255.0)),
     ('normalised blank', torch.full((2, 1, 32, 32), -2.0)),
-    ('half saturated', torch.cat([torch.zeros(1, 3, 32, 16),
-                                  torch.full((1, 3, 32, 16), 255.0)], dim=3)),
+    ('half saturated',
+     torch.cat([torch.zeros(1, 3, 32, 16),
+                torch.full((1, 3, 32, 16), 255.0)], dim=3)),
 ])
 def test_no_nan_or_inf_on_degenerate_inputs(mode, name, image):
     value = frequency_ratio_metric(image, mode=mode)
@@ -126,8 +128,8 @@ def test_robust_mode_is_scale_invariant_and_bounded():
     b = frequency_ratio_metric(x * 37.0, mode='robust')
     assert a.item() == pytest.approx(b.item(), rel=1e-6)  # float32 input rounding
     bound = 64 / (4 * 1e-2)
-    assert frequency_ratio_metric(torch.full((1, 1, 16, 16), 3.0),
-                                  mode='robust') <= bound
+    assert frequency_ratio_metric(
+        torch.full((1, 1, 16, 16), 3.0), mode='robust') <= bound
 
 
 def test_smooth_images_score_higher_than_noise():

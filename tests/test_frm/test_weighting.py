@@ -36,8 +36,7 @@ def test_soft_begin_of_the_release():
 
 def test_presets_and_overrides():
     assert MWAM_PRESETS['paper'] == dict(alpha=1.5, beta=1.0, lam=6.0, gamma=0.7)
-    assert MWAM_PRESETS['release'] == dict(alpha=1.5, beta=1.0, lam=10.0,
-                                           gamma=1.0)
+    assert MWAM_PRESETS['release'] == dict(alpha=1.5, beta=1.0, lam=10.0, gamma=1.0)
     w = MWAMWeighting(['a', 'b'], preset='release', gamma=0.5)
     assert (w.alpha, w.beta, w.lam, w.gamma) == (1.5, 1.0, 10.0, 0.5)
     with pytest.raises(ValueError, match='unknown MWAM preset'):
@@ -59,8 +58,8 @@ def test_non_finite_frm_gets_weight_one_and_keeps_the_bank():
     assert w.bank['a'] == 2.0
     assert math.isfinite(k['b'])
     assert MWAMWeighting(['a', 'b']).update(dict(a=float('inf'),
-                                                 b=float('nan'))) == dict(a=1.0,
-                                                                           b=1.0)
+                                                 b=float('nan'))) == dict(
+                                                     a=1.0, b=1.0)
 
 
 def test_state_dict_round_trip_and_errors():

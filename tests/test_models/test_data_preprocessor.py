@@ -16,8 +16,8 @@ def test_per_channel_normalisation_and_bgr_swap_inside_rgb_only():
     img[0], img[1], img[2], img[3] = 10, 20, 30, 200  # B, G, R, thermal
     out = pre(dict(inputs=[img], data_samples=[DetDataSample()]))
     x = out['inputs'][0]
-    expected = [(30 - 123.675) / 58.395, (20 - 116.28) / 57.12,
-                (10 - 103.53) / 57.375, (200 - 128.0) / 64.0]
+    expected = [(30 - 123.675) / 58.395, (20 - 116.28) / 57.12, (10 - 103.53) / 57.375,
+                (200 - 128.0) / 64.0]
     torch.testing.assert_close(x[:, 0, 0], torch.tensor(expected))
 
 
@@ -32,8 +32,10 @@ def test_mean_std_overrides_per_modality():
 
 def test_batching_and_padding_like_the_stock_preprocessor():
     pre = make(pad_size_divisor=32)
-    imgs = [torch.zeros(4, 40, 50, dtype=torch.uint8),
-            torch.zeros(4, 30, 20, dtype=torch.uint8)]
+    imgs = [
+        torch.zeros(4, 40, 50, dtype=torch.uint8),
+        torch.zeros(4, 30, 20, dtype=torch.uint8)
+    ]
     samples = [DetDataSample(metainfo=dict(img_shape=i.shape[1:])) for i in imgs]
     out = pre(dict(inputs=imgs, data_samples=samples))
     assert out['inputs'].shape == (2, 4, 64, 64)
@@ -43,7 +45,9 @@ def test_batching_and_padding_like_the_stock_preprocessor():
 def test_channel_count_mismatch_is_a_clear_error():
     pre = make()
     with pytest.raises(ValueError, match=r'3 channels .*needs 4.*LoadRGBTImagePair'):
-        pre(dict(inputs=[torch.zeros(3, 8, 8, dtype=torch.uint8)],
-                 data_samples=[DetDataSample()]))
+        pre(
+            dict(
+                inputs=[torch.zeros(3, 8, 8, dtype=torch.uint8)],
+                data_samples=[DetDataSample()]))
     with pytest.raises(ValueError, match='set per modality'):
         make(bgr_to_rgb=True)

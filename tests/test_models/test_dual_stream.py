@@ -6,10 +6,18 @@ import mwam_mm  # noqa: F401
 from mwam_mm import ModalityLayout
 
 SLIM_RESNET = dict(type='ResNet', depth=18, base_channels=8, out_indices=(0, 1, 2, 3))
-TINY_SWIN = dict(type='SwinTransformer', embed_dims=16, depths=(1, 1, 1, 1),
-                 num_heads=(1, 2, 4, 8), window_size=4, out_indices=(0, 1, 2, 3))
-TINY_MIT = dict(type='MixVisionTransformer', embed_dims=8, num_layers=(1, 1, 1, 1),
-                num_heads=(1, 1, 2, 4))
+TINY_SWIN = dict(
+    type='SwinTransformer',
+    embed_dims=16,
+    depths=(1, 1, 1, 1),
+    num_heads=(1, 2, 4, 8),
+    window_size=4,
+    out_indices=(0, 1, 2, 3))
+TINY_MIT = dict(
+    type='MixVisionTransformer',
+    embed_dims=8,
+    num_layers=(1, 1, 1, 1),
+    num_heads=(1, 1, 2, 4))
 
 
 def build(scope, cfg):
@@ -17,17 +25,20 @@ def build(scope, cfg):
         return MODELS.build(cfg)
 
 
-@pytest.mark.parametrize('scope,stream,channels', [
-    ('mmdet', SLIM_RESNET, [8, 16, 32, 64]),
-    ('mmdet', TINY_SWIN, [16, 32, 64, 128]),
-    ('mmseg', TINY_MIT, [8, 8, 16, 32]),  # embed_dims * num_heads
-    ('mmseg', dict(type='ResNetV1c', depth=18, base_channels=8, stem_channels=8),
-     [8, 16, 32, 64]),
-])
+@pytest.mark.parametrize(
+    'scope,stream,channels',
+    [
+        ('mmdet', SLIM_RESNET, [8, 16, 32, 64]),
+        ('mmdet', TINY_SWIN, [16, 32, 64, 128]),
+        ('mmseg', TINY_MIT, [8, 8, 16, 32]),  # embed_dims * num_heads
+        ('mmseg', dict(type='ResNetV1c', depth=18, base_channels=8,
+                       stem_channels=8), [8, 16, 32, 64]),
+    ])
 @pytest.mark.parametrize('fusion', ['AddFusion', 'ConcatConvFusion', 'GatedFusion'])
 def test_streams_fusion_and_outputs(scope, stream, channels, fusion):
-    backbone = build(scope, dict(type='DualStreamBackbone', backbone=stream,
-                                 fusion=dict(type=fusion)))
+    backbone = build(
+        scope,
+        dict(type='DualStreamBackbone', backbone=stream, fusion=dict(type=fusion)))
     assert backbone.out_channels == channels
     branches = backbone.modality_branches()
     assert list(branches) == ['rgb', 'thermal']
@@ -44,10 +55,13 @@ def test_streams_fusion_and_outputs(scope, stream, channels, fusion):
 
 
 def test_stream_in_channels_follow_the_layout():
-    modalities = [dict(name='rgb', channels=3, bgr_to_rgb=True),
-                  dict(name='thermal', channels=3)]
-    backbone = build('mmdet', dict(type='DualStreamBackbone', backbone=SLIM_RESNET,
-                                   modalities=modalities))
+    modalities = [
+        dict(name='rgb', channels=3, bgr_to_rgb=True),
+        dict(name='thermal', channels=3)
+    ]
+    backbone = build(
+        'mmdet',
+        dict(type='DualStreamBackbone', backbone=SLIM_RESNET, modalities=modalities))
     assert backbone.streams['thermal'].conv1.in_channels == 3
     default = build('mmdet', dict(type='DualStreamBackbone', backbone=SLIM_RESNET))
     assert default.streams['thermal'].conv1.in_channels == 1
@@ -55,23 +69,31 @@ def test_stream_in_channels_follow_the_layout():
 
 
 def test_per_stream_overrides():
-    backbone = build('mmdet', dict(
-        type='DualStreamBackbone', backbone=SLIM_RESNET,
-        streams=dict(thermal=dict(frozen_stages=1, init_cfg=dict(type='Kaiming')))))
+    backbone = build(
+        'mmdet',
+        dict(
+            type='DualStreamBackbone',
+            backbone=SLIM_RESNET,
+            streams=dict(thermal=dict(frozen_stages=1, init_cfg=dict(type='Kaiming')))))
     backbone.train()
-    assert not any(p.requires_grad for p in backbone.streams['thermal'].layer1
-                   .parameters())
+    assert not any(p.requires_grad
+                   for p in backbone.streams['thermal'].layer1.parameters())
     assert all(p.requires_grad for p in backbone.streams['rgb'].layer1.parameters())
     assert backbone.streams['thermal'].init_cfg == dict(type='Kaiming')
 
 
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match='in_channels=3.*1 channel'):
-        build('mmdet', dict(type='DualStreamBackbone',
-                            backbone=dict(SLIM_RESNET, in_channels=3)))
+        build(
+            'mmdet',
+            dict(type='DualStreamBackbone', backbone=dict(SLIM_RESNET, in_channels=3)))
     with pytest.raises(KeyError, match="unknown modality name.*'depth'"):
-        build('mmdet', dict(type='DualStreamBackbone', backbone=SLIM_RESNET,
-                            streams=dict(depth=dict())))
+        build(
+            'mmdet',
+            dict(
+                type='DualStreamBackbone',
+                backbone=SLIM_RESNET,
+                streams=dict(depth=dict())))
     backbone = build('mmdet', dict(type='DualStreamBackbone', backbone=SLIM_RESNET))
     with pytest.raises(ValueError, match='expected 4 stacked channels'):
         backbone(torch.randn(1, 3, 32, 32))
@@ -80,8 +102,10 @@ def test_errors_name_the_problem():
 def test_stream_types_resolve_in_the_configs_scope_with_nearest_names():
     # MixVisionTransformer is mmseg's: found under mmseg, not under mmdet
     build('mmseg', dict(type='DualStreamBackbone', backbone=TINY_MIT))
-    with pytest.raises(KeyError, match='MixVisionTransformer is not in the '
-                       'mmdet::model registry.*Nearest registered names'):
+    with pytest.raises(
+            KeyError,
+            match='MixVisionTransformer is not in the '
+            'mmdet::model registry.*Nearest registered names'):
         build('mmdet', dict(type='DualStreamBackbone', backbone=TINY_MIT))
     with pytest.raises(KeyError, match='Nearest registered names: .*ResNet'):
         build('mmdet', dict(type='DualStreamBackbone', backbone=dict(type='ResNett')))
@@ -91,10 +115,13 @@ def test_stream_initialised_from_a_local_checkpoint(tmp_path):
     source = build('mmdet', dict(SLIM_RESNET, in_channels=3))
     path = tmp_path / 'r18_slim.pth'
     torch.save(dict(state_dict=source.state_dict()), path)
-    backbone = build('mmdet', dict(
-        type='DualStreamBackbone', backbone=SLIM_RESNET,
-        streams=dict(rgb=dict(init_cfg=dict(type='Pretrained',
-                                            checkpoint=str(path))))))
+    backbone = build(
+        'mmdet',
+        dict(
+            type='DualStreamBackbone',
+            backbone=SLIM_RESNET,
+            streams=dict(
+                rgb=dict(init_cfg=dict(type='Pretrained', checkpoint=str(path))))))
     backbone.init_weights()
     for key, value in source.state_dict().items():
         torch.testing.assert_close(backbone.streams['rgb'].state_dict()[key], value)
@@ -114,8 +141,8 @@ def test_auxiliary_heads_report_per_modality_losses(mmdet_scope, synthetic_root)
     loader = cfg.train_dataloader
     loader.update(batch_size=2, num_workers=0, persistent_workers=False)
     loader.pop('batch_sampler')
-    loader.dataset.update(data_root=synthetic_root,
-                          metainfo=dict(classes=('person', 'vehicle')))
+    loader.dataset.update(
+        data_root=synthetic_root, metainfo=dict(classes=('person', 'vehicle')))
     batch = next(iter(Runner.build_dataloader(loader)))
     data = model.data_preprocessor(batch, True)
     losses = model(**data, mode='loss')
@@ -124,8 +151,9 @@ def test_auxiliary_heads_report_per_modality_losses(mmdet_scope, synthetic_root)
     assert 'loss_cls' in losses
     model.aux_loss_weight = 0.5
     halved = model(**data, mode='loss')
-    torch.testing.assert_close(sum(halved['loss_cls_rgb']),
-                               sum(losses['loss_cls_rgb']) * 0.5)
+    torch.testing.assert_close(
+        sum(halved['loss_cls_rgb']),
+        sum(losses['loss_cls_rgb']) * 0.5)
     plain = MODELS.build(dict(cfg.model, aux_loss_weight=0.0))
     assert plain.aux_heads is None
     assert set(plain(**plain.data_preprocessor(batch, True), mode='loss')) == \

@@ -9,8 +9,11 @@ from mwam_mm import ModalityLayout, batch_presence, current_batch_presence
 from mwam_mm.presence import presence_mask
 
 SLIM_RESNET = dict(type='ResNet', depth=18, base_channels=8, out_indices=(0, 1, 2, 3))
-TINY_MIT = dict(type='MixVisionTransformer', embed_dims=8, num_layers=(1, 1, 1, 1),
-                num_heads=(1, 1, 2, 4))
+TINY_MIT = dict(
+    type='MixVisionTransformer',
+    embed_dims=8,
+    num_layers=(1, 1, 1, 1),
+    num_heads=(1, 1, 2, 4))
 LAYOUT = ModalityLayout.build(None)
 
 
@@ -19,8 +22,10 @@ class SevenSubstitute(nn.Module):
     """A recognisable substitute: every missing feature becomes 7."""
 
     def forward(self, outs, presence):
-        return {name: tuple(torch.full_like(level, 7.0) for level in levels)
-                for name, levels in outs.items()}
+        return {
+            name: tuple(torch.full_like(level, 7.0) for level in levels)
+            for name, levels in outs.items()
+        }
 
 
 @MODELS.register_module(force=True)
@@ -52,8 +57,7 @@ def build(cfg, scope='mmdet'):
         return MODELS.build(cfg)
 
 
-def backbone(fusion='AddFusion', substitute=None, stream=SLIM_RESNET,
-             scope='mmdet'):
+def backbone(fusion='AddFusion', substitute=None, stream=SLIM_RESNET, scope='mmdet'):
     cfg = dict(type='DualStreamBackbone', backbone=stream, fusion=dict(type=fusion))
     if substitute is not None:
         cfg['missing_substitute'] = dict(type=substitute)
@@ -66,8 +70,7 @@ PRESENCE = torch.tensor([[True, True], [True, False], [False, True]])
 
 
 @pytest.mark.parametrize('substitute', [None, 'SevenSubstitute'])
-def test_missing_features_are_exactly_the_substitute_and_others_untouched(
-        substitute):
+def test_missing_features_are_exactly_the_substitute_and_others_untouched(substitute):
     model = backbone(substitute=substitute)
     x = torch.randn(3, 4, 64, 64)
     own = model.forward_streams(x)
@@ -89,8 +92,8 @@ def test_add_fusion_with_a_missing_modality_is_the_present_stream_alone():
     own = model.forward_streams(x)
     fused = model(x, presence=PRESENCE)
     for level, fused_level in enumerate(fused):
-        torch.testing.assert_close(fused_level[0], own['rgb'][level][0] +
-                                   own['thermal'][level][0])
+        torch.testing.assert_close(fused_level[0],
+                                   own['rgb'][level][0] + own['thermal'][level][0])
         torch.testing.assert_close(fused_level[1], own['rgb'][level][1])
         torch.testing.assert_close(fused_level[2], own['thermal'][level][2])
 
@@ -127,8 +130,10 @@ def test_the_published_mask_reaches_the_backbone_and_is_checked():
     with batch_presence(PRESENCE):
         model(x)
         assert torch.equal(RecordingFusion.seen[0], PRESENCE)
-        with pytest.raises(ValueError, match=r'presence mask has shape \(3, 2\), '
-                           r'the batch needs \(2, 2\)'):
+        with pytest.raises(
+                ValueError,
+                match=r'presence mask has shape \(3, 2\), '
+                r'the batch needs \(2, 2\)'):
             model(torch.randn(2, 4, 64, 64))
     assert current_batch_presence() is None
 
@@ -144,8 +149,8 @@ def test_missing_streams_still_run_and_get_gradients():
     thermal = list(model.streams['thermal'].parameters())
     assert all(p.grad is not None for p in thermal)
     assert all(torch.count_nonzero(p.grad) == 0 for p in thermal)
-    assert any(torch.count_nonzero(p.grad) > 0
-               for p in model.streams['rgb'].parameters())
+    assert any(
+        torch.count_nonzero(p.grad) > 0 for p in model.streams['rgb'].parameters())
 
 
 def test_a_transformer_stream_takes_the_mask_too():
@@ -161,14 +166,18 @@ def test_bad_masks_and_fusions_are_clear_errors():
     x = torch.randn(2, 4, 64, 64)
     with pytest.raises(ValueError, match='a sample has every modality missing'):
         model(x, presence=torch.tensor([[True, True], [False, False]]))
-    with pytest.raises(ValueError, match=r"names \['depth'\], which are not "
-                       r"modalities of the layout \['rgb', 'thermal'\]"):
+    with pytest.raises(
+            ValueError,
+            match=r"names \['depth'\], which are not "
+            r"modalities of the layout \['rgb', 'thermal'\]"):
         presence_mask([['depth'], []], LAYOUT)
     with pytest.raises(ValueError, match='marks every modality missing'):
         presence_mask([['rgb', 'thermal']], LAYOUT)
     assert presence_mask([[], None], LAYOUT) is None
     blind = backbone('MaskBlindFusion')
     blind(x)  # fine while every modality is present
-    with pytest.raises(TypeError, match='fusion module MaskBlindFusion cannot take '
-                       'a presence mask.*add `presence=None`'):
+    with pytest.raises(
+            TypeError,
+            match='fusion module MaskBlindFusion cannot take '
+            'a presence mask.*add `presence=None`'):
         blind(x, presence=torch.tensor([[True, True], [True, False]]))

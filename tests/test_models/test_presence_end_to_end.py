@@ -14,8 +14,7 @@ from tests.helpers.layouts import write_mfnet
 FAMILIES = {
     'retinanet': 'configs/detection/retinanet_dual-r18_fpn_1xb8-12e_llvip.py',
     'faster-rcnn': 'configs/detection/faster-rcnn_dual-r18_fpn_1xb8-12e_llvip.py',
-    'deeplabv3plus':
-    'configs/segmentation/deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py',
+    'deeplabv3plus': 'configs/segmentation/deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py',
     'segformer': 'configs/segmentation/segformer_dual-mit-b0_1xb2-160k_mfnet.py',
 }
 
@@ -30,8 +29,12 @@ def test_a_missing_mark_reaches_the_backbone_in_every_model_family(
         family, synthetic_root, mfnet_root, tmp_path):
     path = FAMILIES[family]
     detection = '/detection/' in path
-    cfg = tiny_config(path, synthetic_root if detection else mfnet_root,
-                      str(tmp_path), iters=1, batch_size=2)
+    cfg = tiny_config(
+        path,
+        synthetic_root if detection else mfnet_root,
+        str(tmp_path),
+        iters=1,
+        batch_size=2)
     if detection:
         head = cfg.model.roi_head if family == 'faster-rcnn' else cfg.model
         head.bbox_head.num_classes = 2
@@ -44,14 +47,12 @@ def test_a_missing_mark_reaches_the_backbone_in_every_model_family(
     masks = []
     backbone.missing_substitute.register_forward_hook(
         lambda module, args, output: masks.append(args[1].clone()))
-    evaluate_subsets(runner, backbone.layout, scenario='missing',
-                     subsets=[('rgb', )])
+    evaluate_subsets(runner, backbone.layout, scenario='missing', subsets=[('rgb', )])
     assert masks, 'the substitute never ran: no mask reached the backbone'
     for mask in masks:
         assert mask.tolist() == [[True, False]] * mask.shape[0]
     masks.clear()
-    evaluate_subsets(runner, backbone.layout, scenario='blank',
-                     subsets=[('rgb', )])
+    evaluate_subsets(runner, backbone.layout, scenario='blank', subsets=[('rgb', )])
     assert masks == []  # blank: the model is not told
 
 
@@ -70,12 +71,13 @@ def preprocessor(**kwargs):
 
 def test_preprocessor_publishes_the_samples_missing_marks():
     pre = preprocessor()
-    batch = dict(inputs=[torch.randint(0, 255, (4, 32, 32), dtype=torch.uint8)
-                         for _ in range(2)],
-                 data_samples=[sample(['thermal']), sample()])
+    batch = dict(
+        inputs=[
+            torch.randint(0, 255, (4, 32, 32), dtype=torch.uint8) for _ in range(2)
+        ],
+        data_samples=[sample(['thermal']), sample()])
     out = pre(batch, training=False)
-    assert mwam_mm.current_batch_presence().tolist() == [[True, False],
-                                                        [True, True]]
+    assert mwam_mm.current_batch_presence().tolist() == [[True, False], [True, True]]
     del out  # the batch is gone: its mask lapses with it
     assert mwam_mm.current_batch_presence() is None
     out = pre(dict(batch, data_samples=[sample(), sample([])]), training=False)
@@ -87,13 +89,10 @@ def test_preprocessor_publishes_the_samples_missing_marks():
 
 def test_preprocessor_feature_dropout_marks_samples_in_training_only():
     torch.manual_seed(0)
-    pre = preprocessor(
-        modality_dropout=dict(protocol='subsets', level='feature'))
-    images = [torch.randint(0, 255, (4, 32, 32), dtype=torch.uint8)
-              for _ in range(64)]
+    pre = preprocessor(modality_dropout=dict(protocol='subsets', level='feature'))
+    images = [torch.randint(0, 255, (4, 32, 32), dtype=torch.uint8) for _ in range(64)]
     plain = preprocessor()
-    reference = plain(dict(inputs=images, data_samples=[sample()
-                                                          for _ in images]))
+    reference = plain(dict(inputs=images, data_samples=[sample() for _ in images]))
     samples = [sample() for _ in images]
     out = pre(dict(inputs=images, data_samples=samples), training=True)
     torch.testing.assert_close(out['inputs'], reference['inputs'])  # pixels kept
@@ -105,22 +104,21 @@ def test_preprocessor_feature_dropout_marks_samples_in_training_only():
     for s, row in zip(out['data_samples'], presence.tolist()):
         expected = [n for n, p in zip(('rgb', 'thermal'), row) if not p]
         assert list(s.metainfo.get('missing_modalities', [])) == expected
-    out = pre(dict(inputs=images, data_samples=[sample() for _ in images]),
-              training=False)
+    out = pre(
+        dict(inputs=images, data_samples=[sample() for _ in images]), training=False)
     assert 'missing_modalities' not in out['data_samples'][0].metainfo
     assert mwam_mm.current_batch_presence() is None
 
 
 def test_preprocessor_input_dropout_blanks_to_a_black_pixel_and_tells_nothing():
     torch.manual_seed(1)
-    pre = preprocessor(modality_dropout=dict(protocol='rate', prob=1.0,
-                                             level='input', fill='zero'))
+    pre = preprocessor(
+        modality_dropout=dict(protocol='rate', prob=1.0, level='input', fill='zero'))
     black = torch.zeros(4, 32, 32, dtype=torch.uint8)
     reference = preprocessor()(dict(inputs=[black], data_samples=[sample()]))
-    images = [torch.randint(1, 255, (4, 32, 32), dtype=torch.uint8)
-              for _ in range(8)]
-    out = pre(dict(inputs=images, data_samples=[sample() for _ in images]),
-              training=True)
+    images = [torch.randint(1, 255, (4, 32, 32), dtype=torch.uint8) for _ in range(8)]
+    out = pre(
+        dict(inputs=images, data_samples=[sample() for _ in images]), training=True)
     assert mwam_mm.current_batch_presence() is None
     layout = pre.layout
     blanked = 0
@@ -161,24 +159,29 @@ def test_pipeline_dropout_levels_and_protocols():
         ModalityDropout(weights=dict(depth=1.0))
 
 
-def test_a_pipeline_that_marks_missing_must_pack_the_mark(synthetic_root,
-                                                          mmdet_scope):
+def test_a_pipeline_that_marks_missing_must_pack_the_mark(synthetic_root, mmdet_scope):
     from mwam_mm.datasets import LLVIPDataset
-    pipeline = [dict(type='LoadRGBTImagePair'),
-                dict(type='LoadAnnotations', with_bbox=True),
-                dict(type='ModalityDropout', protocol='subsets', level='feature'),
-                dict(type='PackDetInputs')]
-    kwargs = dict(data_root=synthetic_root,
-                  metainfo=dict(classes=('person', 'vehicle')))
-    with pytest.raises(ValueError, match="LLVIPDataset: the pipeline step "
-                       "ModalityDropout.*add 'missing_modalities' to its "
-                       'meta_keys'):
+    pipeline = [
+        dict(type='LoadRGBTImagePair'),
+        dict(type='LoadAnnotations', with_bbox=True),
+        dict(type='ModalityDropout', protocol='subsets', level='feature'),
+        dict(type='PackDetInputs')
+    ]
+    kwargs = dict(
+        data_root=synthetic_root, metainfo=dict(classes=('person', 'vehicle')))
+    with pytest.raises(
+            ValueError,
+            match="LLVIPDataset: the pipeline step "
+            "ModalityDropout.*add 'missing_modalities' to its "
+            'meta_keys'):
         LLVIPDataset(pipeline=pipeline, **kwargs)
     packed = copy.deepcopy(pipeline)
     packed[-1]['meta_keys'] = ('img_id', 'img_path', 'ori_shape', 'img_shape',
                                'scale_factor', 'missing_modalities')
     dataset = LLVIPDataset(pipeline=packed, **kwargs)
-    seen = {tuple(dataset[i]['data_samples'].metainfo.get('missing_modalities',
-                                                          ()))
-            for i in range(len(dataset)) for _ in range(6)}
+    seen = {
+        tuple(dataset[i]['data_samples'].metainfo.get('missing_modalities', ()))
+        for i in range(len(dataset))
+        for _ in range(6)
+    }
     assert ('rgb', ) in seen or ('thermal', ) in seen

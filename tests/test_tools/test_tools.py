@@ -1,8 +1,8 @@
 """The command-line tools, run as a user runs them."""
 import json
 import os
-import socket
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -16,8 +16,14 @@ SYNTHETIC = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py
 
 def run(args, **kwargs):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
-    return subprocess.run([sys.executable] + args, cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable] + args,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs)
 
 
 def free_port():
@@ -31,10 +37,14 @@ def write_cfg(cfg, path):
     return str(path)
 
 
-def test_train_test_resume_and_robustness_from_the_command_line(synthetic_root,
-                                                                 tmp_path):
-    cfg = tiny_config(SYNTHETIC, synthetic_root, str(tmp_path / 'work'), iters=2,
-                      custom_hooks=[dict(type='MWAMHook')])
+def test_train_test_resume_and_robustness_from_the_command_line(
+        synthetic_root, tmp_path):
+    cfg = tiny_config(
+        SYNTHETIC,
+        synthetic_root,
+        str(tmp_path / 'work'),
+        iters=2,
+        custom_hooks=[dict(type='MWAMHook')])
     config = write_cfg(cfg, tmp_path / 'tiny.py')
     work = str(tmp_path / 'work')
     out = run(['tools/train.py', config, '--work-dir', work])
@@ -43,21 +53,27 @@ def test_train_test_resume_and_robustness_from_the_command_line(synthetic_root,
     ckpt = osp.join(work, 'iter_2.pth')
     assert osp.isfile(ckpt)
 
-    out = run(['tools/train.py', config, '--work-dir', work, '--resume',
-               '--cfg-options', 'train_cfg.max_iters=4'])
+    out = run([
+        'tools/train.py', config, '--work-dir', work, '--resume', '--cfg-options',
+        'train_cfg.max_iters=4'
+    ])
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'resumed epoch: 0, iter: 2' in out.stdout + out.stderr
     assert osp.isfile(osp.join(work, 'iter_4.pth'))
 
-    out = run(['tools/test.py', config, ckpt, '--work-dir', work, '--out',
-               str(tmp_path / 'results.pkl')])
+    out = run([
+        'tools/test.py', config, ckpt, '--work-dir', work, '--out',
+        str(tmp_path / 'results.pkl')
+    ])
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'pascal_voc/mAP' in out.stdout + out.stderr
     assert osp.isfile(tmp_path / 'results.pkl')
 
     report_dir = str(tmp_path / 'robust')
-    out = run(['tools/robustness.py', config, ckpt, '--work-dir', report_dir,
-               '--fill', 'mean', '--name', 'tiny'])
+    out = run([
+        'tools/robustness.py', config, ckpt, '--work-dir', report_dir, '--fill', 'mean',
+        '--name', 'tiny'
+    ])
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.load(open(osp.join(report_dir, 'robustness.json')))
     assert report['metric'] == 'pascal_voc/mAP' and report['fill'] == 'mean'
@@ -74,8 +90,8 @@ def test_train_test_resume_and_robustness_from_the_command_line(synthetic_root,
 
 
 def test_unknown_component_lists_the_nearest_names(synthetic_root, tmp_path):
-    cfg = tiny_config(SYNTHETIC, synthetic_root, str(tmp_path),
-                      custom_hooks=[dict(type='MWAMHok')])
+    cfg = tiny_config(
+        SYNTHETIC, synthetic_root, str(tmp_path), custom_hooks=[dict(type='MWAMHok')])
     out = run(['tools/train.py', write_cfg(cfg, tmp_path / 'bad.py')])
     assert out.returncode != 0
     assert 'MWAMHok is not in the mmdet::hook registry' in out.stderr
@@ -85,21 +101,28 @@ def test_unknown_component_lists_the_nearest_names(synthetic_root, tmp_path):
 def test_two_process_gloo_training_keeps_ranks_identical(synthetic_root, tmp_path):
     """MWAM on feature-level modality dropout (moddrop-mwam), 2 gloo ranks."""
     work = str(tmp_path / 'dist')
-    cfg = tiny_config(SYNTHETIC.replace('.py', '_moddrop-mwam.py'), synthetic_root,
-                      work, iters=3,
-                      custom_hooks=[dict(type='MWAMHook'),
-                                    dict(type='DumpRankStateHook')])
-    cfg.custom_imports = dict(imports=['mwam_mm', 'tests.helpers.dist_dump'],
-                              allow_failed_imports=False)
+    cfg = tiny_config(
+        SYNTHETIC.replace('.py', '_moddrop-mwam.py'),
+        synthetic_root,
+        work,
+        iters=3,
+        custom_hooks=[dict(type='MWAMHook'),
+                      dict(type='DumpRankStateHook')])
+    cfg.custom_imports = dict(
+        imports=['mwam_mm', 'tests.helpers.dist_dump'], allow_failed_imports=False)
     config = write_cfg(cfg, tmp_path / 'dist.py')
-    env = dict(os.environ, PYTHON=sys.executable, PORT=free_port(),
-               OMP_NUM_THREADS='1')
-    out = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
-                          work], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=600)
+    env = dict(os.environ, PYTHON=sys.executable, PORT=free_port(), OMP_NUM_THREADS='1')
+    out = subprocess.run(
+        ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
-    ranks = [torch.load(osp.join(work, f'rank{r}.pth'), weights_only=True)
-             for r in (0, 1)]
+    ranks = [
+        torch.load(osp.join(work, f'rank{r}.pth'), weights_only=True) for r in (0, 1)
+    ]
     assert len(ranks[0]['weights']) == 3
     assert ranks[0]['weights'] == ranks[1]['weights']  # FRM all-reduced
     assert ranks[0]['weights'][0]['rgb'] != 1.0
@@ -115,10 +138,12 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_root, tmp_pat
 
 def test_demo_smoke_run(tmp_path):
     work = str(tmp_path / 'demo')
-    out = run(['tools/demo.py', '--work-dir', work, '--data-root',
-               str(tmp_path / 'data'), '--max-iters', '2', '--num-train', '8',
-               '--num-test', '4', '--width', '96', '--height', '80',
-               '--batch-size', '2', '--variants', 'baseline', 'moddrop-mwam'])
+    out = run([
+        'tools/demo.py', '--work-dir', work, '--data-root',
+        str(tmp_path / 'data'), '--max-iters', '2', '--num-train', '8', '--num-test',
+        '4', '--width', '96', '--height', '80', '--batch-size', '2', '--variants',
+        'baseline', 'moddrop-mwam'
+    ])
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.load(open(osp.join(work, 'report.json')))
     assert list(report['scenarios']) == ['blank', 'missing']
@@ -129,7 +154,8 @@ def test_demo_smoke_run(tmp_path):
     assert 'mwam_k_rgb' in report['mwam_second_half_means']['moddrop-mwam']
     for variant in ('baseline', 'moddrop-mwam'):
         assert set(report['grad_norm_second_half_means'][variant]) == {
-            'grad_norm_rgb', 'grad_norm_thermal'}
+            'grad_norm_rgb', 'grad_norm_thermal'
+        }
     for name in ('report.md', 'robustness.png', 'mwam_weights.png'):
         assert osp.getsize(osp.join(work, name)) > 100
     assert '| baseline | blank |' in out.stdout

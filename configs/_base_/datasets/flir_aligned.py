@@ -1,5 +1,6 @@
 # FLIR ADAS aligned (640x512; person, car, bicycle), VOC form. Set data_root only;
-# for the COCO-JSON redistributions set ann_file to the .json and data_prefix img/thermal.
+# for the COCO-JSON redistributions set ann_file to the .json and data_prefix
+# img/thermal.
 dataset_type = 'FLIRAlignedDataset'
 data_root = 'data/FLIR_aligned/'
 backend_args = None
@@ -21,8 +22,8 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'thermal_path', 'ori_shape',
-                   'img_shape', 'scale_factor'))
+        meta_keys=('img_id', 'img_path', 'thermal_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
 ]
 train_dataloader = dict(
     batch_size=8,
@@ -34,8 +35,7 @@ train_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='align_train.txt',
-        data_prefix=dict(
-            img='JPEGImages', thermal='JPEGImages', ann='Annotations'),
+        data_prefix=dict(img='JPEGImages', thermal='JPEGImages', ann='Annotations'),
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline=train_pipeline,
         backend_args=backend_args))
@@ -49,8 +49,7 @@ val_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='align_validation.txt',
-        data_prefix=dict(
-            img='JPEGImages', thermal='JPEGImages', ann='Annotations'),
+        data_prefix=dict(img='JPEGImages', thermal='JPEGImages', ann='Annotations'),
         test_mode=True,
         pipeline=test_pipeline,
         backend_args=backend_args))

@@ -10,10 +10,7 @@ train_pipeline = [
     dict(type='LoadRGBTImagePair'),
     dict(type='LoadRGBTSegAnnotations'),
     dict(
-        type='RandomResize',
-        scale=(800, 600),
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
+        type='RandomResize', scale=(800, 600), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(
@@ -41,7 +38,6 @@ val_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='',
-        data_prefix=dict(
-            img='test/Visible', thermal='test/Infrared', seg='test/Label'),
+        data_prefix=dict(img='test/Visible', thermal='test/Infrared', seg='test/Label'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader

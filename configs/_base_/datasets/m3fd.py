@@ -21,8 +21,8 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'thermal_path', 'ori_shape',
-                   'img_shape', 'scale_factor'))
+        meta_keys=('img_id', 'img_path', 'thermal_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
 ]
 train_dataloader = dict(
     batch_size=8,

@@ -7,10 +7,7 @@ train_pipeline = [
     dict(type='LoadRGBTImagePair'),
     dict(type='LoadRGBTSegAnnotations'),
     dict(
-        type='RandomResize',
-        scale=(640, 480),
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
+        type='RandomResize', scale=(640, 480), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(

@@ -9,10 +9,7 @@ train_pipeline = [
     dict(type='LoadRGBTImagePair'),
     dict(type='LoadRGBTSegAnnotations'),
     dict(
-        type='RandomResize',
-        scale=(640, 360),
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
+        type='RandomResize', scale=(640, 360), ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(
@@ -32,15 +29,13 @@ train_dataloader = dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='',
-        data_prefix=dict(
-            img='train/rgb', thermal='train/thermal', seg='train/labels'),
+        data_prefix=dict(img='train/rgb', thermal='train/thermal', seg='train/labels'),
         pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='',
-        data_prefix=dict(
-            img='test/rgb', thermal='test/thermal', seg='test/labels'),
+        data_prefix=dict(img='test/rgb', thermal='test/thermal', seg='test/labels'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -3,8 +3,7 @@
 _base_ = './llvip.py'
 
 data_root = 'data/synthetic_rgbt/'
-metainfo = dict(
-    classes=('person', 'vehicle'), palette=[(220, 20, 60), (0, 0, 142)])
+metainfo = dict(classes=('person', 'vehicle'), palette=[(220, 20, 60), (0, 0, 142)])
 
 train_pipeline = [
     dict(type='LoadRGBTImagePair'),
@@ -22,8 +21,8 @@ test_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'thermal_path', 'ori_shape',
-                   'img_shape', 'scale_factor'))
+        meta_keys=('img_id', 'img_path', 'thermal_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
 ]
 train_dataloader = dict(
     num_workers=1,
@@ -36,6 +35,5 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=8,
     num_workers=1,
-    dataset=dict(
-        data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
+    dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -29,5 +29,4 @@ model = dict(
         c1_channels=12,
         norm_cfg=dict(type='BN', requires_grad=True)),
     auxiliary_head=dict(
-        in_channels=256, channels=64, norm_cfg=dict(type='BN',
-                                                    requires_grad=True)))
+        in_channels=256, channels=64, norm_cfg=dict(type='BN', requires_grad=True)))

@@ -24,17 +24,16 @@ def fill_value(modality: Modality, fill: str) -> np.ndarray:
     return mean[::-1].copy() if modality.bgr_to_rgb else mean  # stored BGR
 
 
-def mark_missing(results: dict, names: Sequence[str],
-                 layout: ModalityLayout) -> None:
+def mark_missing(results: dict, names: Sequence[str], layout: ModalityLayout) -> None:
     """Add ``names`` to the sample's ``missing_modalities`` (checked)."""
     missing = list(results.get(MISSING_KEY) or [])
     missing += [n for n in names if n not in missing]
-    results[MISSING_KEY] = check_missing(missing, layout,
-                                         where=results.get('img_path', 'a sample'))
+    results[MISSING_KEY] = check_missing(
+        missing, layout, where=results.get('img_path', 'a sample'))
 
 
-def blank_modalities(img: np.ndarray, layout: ModalityLayout,
-                     names: Sequence[str], fill: str) -> np.ndarray:
+def blank_modalities(img: np.ndarray, layout: ModalityLayout, names: Sequence[str],
+                     fill: str) -> np.ndarray:
     """Return a copy of ``img`` (H x W x C) with the given modalities blanked."""
     img = img.copy()
     for name in names:
@@ -128,8 +127,13 @@ class ModalityDropout(BaseTransform):
                  level: str = 'input',
                  modalities: LayoutLike = None):
         self.sampler = ModalityDropoutSampler(
-            protocol=protocol, prob=prob, weights=weights, level=level, fill=fill,
-            modalities=modalities, owner='ModalityDropout')
+            protocol=protocol,
+            prob=prob,
+            weights=weights,
+            level=level,
+            fill=fill,
+            modalities=modalities,
+            owner='ModalityDropout')
         self.layout = self.sampler.layout
         self.marks_missing = level == 'feature'
 
@@ -181,8 +185,8 @@ class BlankModality(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         if self.blank:
-            results['img'] = blank_modalities(results['img'], self.layout,
-                                              self.blank, self.fill)
+            results['img'] = blank_modalities(results['img'], self.layout, self.blank,
+                                              self.fill)
             if self.marks_missing:
                 mark_missing(results, self.blank, self.layout)
         return results

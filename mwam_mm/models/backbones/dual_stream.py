@@ -108,8 +108,7 @@ class DualStreamBackbone(BaseModule):
         ])
         self.missing_substitute = build_from_registry(MODELS, missing_substitute)
         self._fusion_takes_presence = [
-            'presence' in inspect.signature(f.forward).parameters
-            for f in self.fusions
+            'presence' in inspect.signature(f.forward).parameters for f in self.fusions
         ]
 
     @staticmethod
@@ -148,8 +147,7 @@ class DualStreamBackbone(BaseModule):
             for name, part in parts.items()
         }
 
-    def resolve_presence(self, presence: Optional[torch.Tensor],
-                         batch_size: int,
+    def resolve_presence(self, presence: Optional[torch.Tensor], batch_size: int,
                          device: torch.device) -> Optional[torch.Tensor]:
         """The batch's ``(B, M)`` presence mask, or ``None`` when all are present.
 
@@ -192,7 +190,8 @@ class DualStreamBackbone(BaseModule):
                 for own, sub in zip(outs[name], substitutes[name]))
         return replaced
 
-    def fuse(self, outs: Dict[str, tuple],
+    def fuse(self,
+             outs: Dict[str, tuple],
              presence: Optional[torch.Tensor] = None) -> tuple:
         """Fuse the streams' outputs level by level (``presence``: see
         :meth:`resolve_presence`; given to the fusion modules when not None)."""
@@ -204,8 +203,7 @@ class DualStreamBackbone(BaseModule):
                     f'{self.out_channels})')
         levels = zip(*(outs[m.name] for m in self.layout))
         if presence is None:
-            return tuple(fuse(list(feats))
-                         for fuse, feats in zip(self.fusions, levels))
+            return tuple(fuse(list(feats)) for fuse, feats in zip(self.fusions, levels))
         fused = []
         for fuse, takes, feats in zip(self.fusions, self._fusion_takes_presence,
                                       levels):
@@ -220,7 +218,8 @@ class DualStreamBackbone(BaseModule):
             fused.append(fuse(list(feats), presence=presence))
         return tuple(fused)
 
-    def forward(self, x: torch.Tensor,
+    def forward(self,
+                x: torch.Tensor,
                 presence: Optional[torch.Tensor] = None) -> tuple:
         """Fused features of the stacked input ``x``.
 

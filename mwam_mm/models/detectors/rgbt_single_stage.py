@@ -30,11 +30,19 @@ class RGBTSingleStageDetector(SingleStageDetector):
             ``bbox_head``, ``train_cfg``, ``test_cfg``, ``data_preprocessor``).
     """
 
-    def __init__(self, *args, aux_loss_weight: float = 0.0,
-                 bbox_head: Optional[dict] = None, train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None, **kwargs):
-        super().__init__(*args, bbox_head=bbox_head, train_cfg=train_cfg,
-                         test_cfg=test_cfg, **kwargs)
+    def __init__(self,
+                 *args,
+                 aux_loss_weight: float = 0.0,
+                 bbox_head: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 **kwargs):
+        super().__init__(
+            *args,
+            bbox_head=bbox_head,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            **kwargs)
         self.aux_loss_weight = float(aux_loss_weight)
         self.aux_heads = None
         if self.aux_loss_weight > 0:
@@ -64,7 +72,9 @@ class RGBTSingleStageDetector(SingleStageDetector):
             aux = self.aux_heads[name].loss(neck(feats), batch_data_samples)
             for key, value in aux.items():
                 if 'loss' in key:
-                    value = ([v * self.aux_loss_weight for v in value] if isinstance(
-                        value, (list, tuple)) else value * self.aux_loss_weight)
+                    value = ([v * self.aux_loss_weight
+                              for v in value] if isinstance(value,
+                                                            (list, tuple)) else value *
+                             self.aux_loss_weight)
                 losses[f'{key}_{name}'] = value
         return losses
