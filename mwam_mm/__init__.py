@@ -13,7 +13,7 @@ from .compat import install_checkpoint_loader  # noqa: E402
 
 install_checkpoint_loader()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, models, visualization  # noqa: E402,F401
 from .frm import FrequencyRatioMetric, MWAMWeighting, frequency_ratio_metric  # noqa
 from .modality import DEFAULT_MODALITIES, Modality, ModalityLayout  # noqa: E402
 from .modality_dropout import ModalityDropoutSampler  # noqa: E402

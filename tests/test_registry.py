@@ -1,6 +1,7 @@
 """The same unscoped names resolve under default_scope='mmdet' and 'mmseg'."""
 import pytest
-from mmengine.registry import DATASETS, HOOKS, MODELS, TRANSFORMS, DefaultScope
+from mmengine.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, METRICS, MODELS,
+                               TRANSFORMS, DefaultScope)
 
 import mwam_mm  # noqa: F401
 from mwam_mm.registry_utils import nearest_names
@@ -8,12 +9,15 @@ from mwam_mm.registry_utils import nearest_names
 OURS = {
     MODELS: [
         'DualStreamBackbone', 'RGBTDetDataPreprocessor', 'AddFusion',
-        'ConcatConvFusion', 'GatedFusion'
+        'ConcatConvFusion', 'GatedFusion', 'ZeroSubstitute'
     ],
-    HOOKS: ['MWAMHook'],
+    HOOKS: ['MWAMHook', 'BranchGradNormHook', 'CheckpointMatchHook'],
     TRANSFORMS:
     ['LoadRGBTImagePair', 'PerModality', 'ModalityDropout', 'BlankModality'],
-    DATASETS: ['LLVIPDataset', 'FLIRAlignedDataset', 'M3FDDataset'],
+    DATASETS: ['LLVIPDataset', 'FLIRAlignedDataset', 'M3FDDataset', 'KAISTDataset'],
+    METRICS: ['KAISTMissRate'],
+    DATA_SAMPLERS: ['ResumableSampler'],
+    LOOPS: ['ResumableEpochBasedTrainLoop'],
 }
 
 

@@ -69,7 +69,8 @@ def check_box(box: Sequence[float],
               source: str,
               where: str,
               image: str = '',
-              shown=None) -> List[float]:
+              shown=None,
+              allow_clipped_away: bool = False) -> List[float]:
     """Check one ``[x1, y1, x2, y2]`` box against its image; return it clipped.
 
     The one check of every annotation format (VOC XML, COCO JSON), so that no
@@ -86,6 +87,9 @@ def check_box(box: Sequence[float],
         image (str): The image file, for the message.
         shown: The box as the file writes it (COCO: ``[x, y, w, h]``); defaults
             to ``box``.
+        allow_clipped_away (bool): Return a box that lies wholly outside the image
+            (within the tolerance) clipped to nothing, for the caller to drop,
+            instead of raising.
 
     Raises:
         ValueError: A non-finite coordinate, an empty box, or a box more than
@@ -107,7 +111,19 @@ def check_box(box: Sequence[float],
         raise ValueError(
             f'{source}: {where} box {shown} lies outside the {width}x{height} '
             f'image{image} (by more than the box_tolerance of {tolerance} px)')
-    return [max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))]
+    clipped = [
+        max(x1, 0.0),
+        max(y1, 0.0),
+        min(x2, float(width)),
+        min(y2, float(height))
+    ]
+    if not allow_clipped_away and (clipped[2] <= clipped[0]
+                                   or clipped[3] <= clipped[1]):
+        image = f' {image}' if image else ''
+        raise ValueError(
+            f'{source}: {where} box {shown} has no area inside the {width}x{height} '
+            f'image{image}')
+    return clipped
 
 
 def parse_voc_xml(path: str,

@@ -152,3 +152,56 @@ def write_fmb(root, **kwargs):
         num_classes=14,
         label_offset=1,
         **kwargs)
+
+
+def write_kaist(root, num=4, width=160, height=128, scale=4, seed=9):
+    """KAIST layout: images/setXX/VYYY/{visible,lwir}/I*.jpg, bbGt text annotations
+    (annotations/setXX/VYYY/I*.txt) and imageSets/{train-all-02,test-all-20}.txt.
+
+    Synthetic scenes drawn at ``width`` x ``height`` and enlarged ``scale`` times
+    (KAIST's 640x512 by default), so pedestrians reach the "reasonable" height of
+    55 px; only scenes with such a pedestrian are used. Vehicles are written as
+    ``people`` (an ignore label); occlusion is 2 for mostly hidden objects, else
+    alternates 0 and 1. Train frames are in set00 (day) and set03 (night), test
+    frames in set06 and set09.
+    """
+    names = dict(person='person', vehicle='people')
+    W, H = width * scale, height * scale
+    frames, index = [], 0
+    while len(frames) < num:
+        vis, th, objects, _ = make_scene(seed, 'train', index, width, height, 0.5)
+        index += 1
+        lines = ['% bbGt version=3']
+        usable = False
+        for k, o in enumerate(objects):
+            x1, y1, x2, y2 = (v * scale for v in o['bbox'])
+            occ = 2 if o['difficult'] else k % 2
+            lines.append(f'{names[o["name"]]} {x1} {y1} {x2 - x1} {y2 - y1} {occ} '
+                         '0 0 0 0 0 0')
+            usable |= (
+                o['name'] == 'person' and occ < 2 and y2 - y1 >= 55 and 5 <= x1
+                and x2 <= 635 and 5 <= y1 and y2 <= 507)
+        if usable:
+            frames.append((vis, th, lines))
+    half = num // 2
+    lists = dict(train=[], test=[])
+    for i, (vis, th, lines) in enumerate(frames):
+        split = 'train' if i < half else 'test'
+        set_id = ('set00', 'set03', 'set06', 'set09')[2 * (split == 'test') + i % 2]
+        stem = f'{set_id}/V000/I{20 * i + 19:05d}'
+        for modality, img in (('visible', vis), ('lwir', th)):
+            folder = osp.join(root, 'images', set_id, 'V000', modality)
+            os.makedirs(folder, exist_ok=True)
+            cv2.imwrite(
+                osp.join(folder, stem[-6:] + '.jpg'),
+                cv2.resize(img, (W, H), interpolation=cv2.INTER_NEAREST))
+        folder = osp.join(root, 'annotations', set_id, 'V000')
+        os.makedirs(folder, exist_ok=True)
+        with open(osp.join(folder, stem[-6:] + '.txt'), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+        lists[split].append(stem)
+    os.makedirs(osp.join(root, 'imageSets'), exist_ok=True)
+    for split, name in (('train', 'train-all-02.txt'), ('test', 'test-all-20.txt')):
+        with open(osp.join(root, 'imageSets', name), 'w') as f:
+            f.write('\n'.join(lists[split]) + '\n')
+    return root

@@ -132,3 +132,14 @@ def test_tolerance_clips_alike_on_both_paths(tmp_path):
     coco_box = coco_ds.get_data_info(0)['instances'][0]['bbox']
     assert voc_box[0] == coco_box[0] == 0.0
     assert voc_box == coco_box
+
+
+def test_a_box_wholly_outside_the_image_is_refused_even_within_tolerance():
+    from mwam_mm.datasets.rgbt_det import check_box
+    with pytest.raises(
+            ValueError,
+            match=r'a.xml: object 0 box \[102, 5, 104, 9\] has '
+            'no area inside the 100x50 image'):
+        check_box([102, 5, 104, 9], (100, 50), 8, 'a.xml', 'object 0')
+    assert check_box([98, 5, 104, 9], (100, 50), 8, 'a.xml', 'object 0') == \
+        [98.0, 5.0, 100.0, 9.0]

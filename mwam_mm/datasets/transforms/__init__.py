@@ -1,8 +1,10 @@
-from .loading import LoadRGBTImagePair, LoadRGBTSegAnnotations, read_image
+from .loading import (LoadRGBTImagePair, LoadRGBTImagePairFromNDArray,
+                      LoadRGBTSegAnnotations, read_image)
 from .modality_transforms import (BlankModality, ModalityDropout, PerModality,
                                   blank_modalities, fill_value)
 
 __all__ = [
-    'LoadRGBTImagePair', 'LoadRGBTSegAnnotations', 'read_image', 'BlankModality',
-    'ModalityDropout', 'PerModality', 'blank_modalities', 'fill_value'
+    'LoadRGBTImagePair', 'LoadRGBTImagePairFromNDArray', 'LoadRGBTSegAnnotations',
+    'read_image', 'BlankModality', 'ModalityDropout', 'PerModality', 'blank_modalities',
+    'fill_value'
 ]

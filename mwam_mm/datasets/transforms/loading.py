@@ -147,6 +147,23 @@ def scale_depth(img: np.ndarray, spec: DepthSpec) -> np.ndarray:
     return np.clip((img - low) * np.float32(255.0 / (high - low)), 0, 255)
 
 
+def check_same_size(images, sources, owner: str = 'LoadRGBTImagePair') -> None:
+    """Refuse the images of one sample unless they share height and width.
+
+    Args:
+        images (list[np.ndarray]): The modalities' images (``H x W [x C]``).
+        sources (list[str]): What each image is (its file), for the message.
+        owner (str): The transform named in the message.
+    """
+    h, w = images[0].shape[:2]
+    for img, source in zip(images[1:], sources[1:]):
+        if img.shape[:2] != (h, w):
+            raise ValueError(
+                f'{owner}: the images of one sample differ in size: '
+                f'{sources[0]} is {w}x{h} (WxH), {source} is '
+                f'{img.shape[1]}x{img.shape[0]}; RGB-T pairs must be aligned')
+
+
 @TRANSFORMS.register_module()
 class LoadRGBTImagePair(BaseTransform):
     """Load every modality's image of a sample and stack them channel-wise.
@@ -268,13 +285,11 @@ class LoadRGBTImagePair(BaseTransform):
             images.append(
                 read_image(path, m.channels, self.backend_args, self.imdecode_backend))
             paths.append(path)
-        h, w = images[0].shape[:2]
-        for img, path in zip(images[1:], paths[1:]):
-            if img.shape[:2] != (h, w):
-                raise ValueError(
-                    'LoadRGBTImagePair: the images of one sample differ in size: '
-                    f'{paths[0]} is {w}x{h} (WxH), {path} is '
-                    f'{img.shape[1]}x{img.shape[0]}; RGB-T pairs must be aligned')
+        return self._store_stacked(results, images, paths)
+
+    def _store_stacked(self, results: dict, images: list, sources: list) -> dict:
+        """Check the sizes, stack the images in layout order, set the keys."""
+        check_same_size(images, sources, type(self).__name__)
         img = self._stack(images, self.layout.names)
         if self.to_float32:
             img = img.astype(np.float32)
@@ -287,6 +302,80 @@ class LoadRGBTImagePair(BaseTransform):
         return (f'{self.__class__.__name__}(modalities={self.layout!r}, '
                 f'to_float32={self.to_float32}, '
                 f'depth_scaling={self.depth_scaling})')
+
+
+def as_modality_array(image, modality, owner: str) -> np.ndarray:
+    """An in-memory image as ``H x W x channels`` of ``modality``.
+
+    Converted as :func:`read_image` converts files: a 3-channel (BGR) image of a
+    1-channel modality becomes grey, a 1-channel image of a 3-channel modality is
+    replicated. uint8 and uint16 (high bit depth) arrays only.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f'{owner}: the {modality.name} image must be a numpy array '
+                        f'or a file path, got {type(image).__name__}')
+    if image.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f'{owner}: the {modality.name} array has dtype {image.dtype}; '
+                        'give uint8 (8-bit) or uint16 (high bit depth) images')
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f'{owner}: the {modality.name} array has shape '
+                         f'{image.shape}; expected H x W or H x W x C')
+    channels = image.shape[2]
+    if channels == modality.channels:
+        return image
+    if channels == 3 and modality.channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[..., None]
+    if channels == 1 and modality.channels == 3:
+        return np.repeat(image, 3, axis=2)
+    raise ValueError(f'{owner}: the {modality.name} array has {channels} channels; '
+                     f'the modality has {modality.channels} (1 or 3 channels accepted)')
+
+
+@TRANSFORMS.register_module()
+class LoadRGBTImagePairFromNDArray(LoadRGBTImagePair):
+    """:class:`LoadRGBTImagePair` for images already in memory (inference on
+    arrays, video frames).
+
+    Reads ``results['modality_images']``, ``{modality name: image}`` for every
+    modality of the layout; an image is a numpy array (``H x W`` or ``H x W x C``,
+    3 channels in BGR order as OpenCV gives them; uint8, or uint16 scaled as
+    ``depth_scaling`` says) or a file path (read as :class:`LoadRGBTImagePair`
+    reads it, and stored under the modality's ``path_key``). A 3-channel array of
+    a 1-channel modality is converted to grey, a 1-channel array of a 3-channel
+    modality replicated. Same size check, stacking and keys as
+    :class:`LoadRGBTImagePair`; ``modality_images`` is removed.
+
+    Args:
+        Those of :class:`LoadRGBTImagePair`.
+    """
+
+    def transform(self, results: dict) -> dict:
+        owner = type(self).__name__
+        given = results.pop('modality_images', None)
+        if not isinstance(given, dict):
+            raise KeyError(f'{owner}: the sample needs modality_images, a dict '
+                           f'{{modality: array or path}} (sample keys: '
+                           f'{sorted(results)})')
+        self.layout.check_subset(list(given))
+        images, sources = [], []
+        for m in self.layout:
+            image = given.get(m.name)
+            if image is None:
+                raise KeyError(f'{owner}: no image for modality {m.name!r}; '
+                               f'modality_images has {sorted(given)}')
+            if isinstance(image, (str, os.PathLike)):
+                path = str(image)
+                images.append(
+                    read_image(path, m.channels, self.backend_args,
+                               self.imdecode_backend))
+                results[m.path_key] = path
+                sources.append(path)
+            else:
+                images.append(as_modality_array(image, m, owner))
+                sources.append(f'the {m.name} image')
+        return self._store_stacked(results, images, sources)
 
 
 @TRANSFORMS.register_module()
