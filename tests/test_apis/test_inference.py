@@ -67,6 +67,10 @@ def trained_detector(tmp_path_factory, synthetic_root):
             dict(type='LocalVisBackend'),
             dict(type='TensorboardVisBackend')
         ]
+        # mmengine keeps one visualizer per name per process: a name of its own, so
+        # that no other runner of the session reuses (or lends) these backends
+        cfg.visualizer.name = f'trained-det-{osp.basename(work)}'
+
         _TRAINED['det'] = _train_and_dump(cfg, work)
     return _TRAINED['det']
 
