@@ -80,6 +80,16 @@ def check_missing(names: Sequence[str],
     return names
 
 
+def add_missing(existing: Optional[Sequence[str]],
+                names: Sequence[str],
+                layout: ModalityLayout,
+                where: str = 'a sample') -> list:
+    """``existing`` missing names plus ``names`` (no repeats), checked."""
+    missing = list(existing or [])
+    missing += [n for n in names if n not in missing]
+    return check_missing(missing, layout, where=where)
+
+
 def presence_mask(missing_per_sample: Sequence[Optional[Sequence[str]]],
                   layout: ModalityLayout,
                   device=None) -> Optional[torch.Tensor]:

@@ -353,12 +353,7 @@ class KAISTDataset(RGBTDetDataset):
         data_list = []
         for stem in self.list_stems():
             files = self.sample_files(stem)
-            for key in ('img_path', 'thermal_path'):
-                if not osp.isfile(files[key]):
-                    partner = 'thermal' if key == 'thermal_path' else 'RGB'
-                    raise FileNotFoundError(
-                        f'{name}: frame {stem!r}: the {partner} image {files[key]} '
-                        'does not exist')
+            self._check_image_files(stem, files, what='frame')
             ann_path = files.pop('ann_path')
             real_size = image_size(files['img_path'])
             if osp.isfile(ann_path):

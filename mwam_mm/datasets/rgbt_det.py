@@ -297,6 +297,15 @@ class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
                              f'{folder}')
         return stems
 
+    def _check_image_files(self, stem: str, files: dict, what: str = 'sample') -> None:
+        """Both images of sample ``stem`` exist; else name the missing one."""
+        for key in ('img_path', 'thermal_path'):
+            if not osp.isfile(files[key]):
+                partner = 'thermal' if key == 'thermal_path' else 'RGB'
+                raise FileNotFoundError(
+                    f'{type(self).__name__}: {what} {stem!r}: the {partner} image '
+                    f'{files[key]} does not exist')
+
     def load_data_list(self) -> List[dict]:
         self._check_data_root()
         classes = check_classes(self.metainfo.get('classes', ()), type(self).__name__)
@@ -304,12 +313,7 @@ class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
         data_list, mismatches = [], []
         for stem in self.list_stems():
             files = self.sample_files(stem)
-            for key in ('img_path', 'thermal_path'):
-                if not osp.isfile(files[key]):
-                    partner = 'thermal' if key == 'thermal_path' else 'RGB'
-                    raise FileNotFoundError(
-                        f'{type(self).__name__}: sample {stem!r}: the {partner} image '
-                        f'{files[key]} does not exist')
+            self._check_image_files(stem, files)
             ann_path = files.pop('ann_path')
             # the real size, from the header: an XML's <size> may be wrong
             real_size = image_size(files['img_path'])

@@ -14,7 +14,8 @@ from mmseg.models.data_preprocessor import SegDataPreProcessor
 
 from ..modality import LayoutLike, ModalityLayout
 from ..modality_dropout import ModalityDropoutSampler
-from ..presence import MISSING_KEY, presence_from_data_samples, set_batch_presence
+from ..presence import (MISSING_KEY, add_missing, presence_from_data_samples,
+                        set_batch_presence)
 
 
 class RGBTPreprocessorMixin:
@@ -72,9 +73,10 @@ class RGBTPreprocessorMixin:
             if not dropped:
                 continue
             if sampler.level == 'feature':
-                missing = list(sample.metainfo.get(MISSING_KEY) or [])
-                missing += [n for n in dropped if n not in missing]
-                sample.set_metainfo({MISSING_KEY: missing})
+                sample.set_metainfo({
+                    MISSING_KEY:
+                    add_missing(sample.metainfo.get(MISSING_KEY), dropped, self.layout)
+                })
                 continue
             for name in dropped:
                 channels = self.layout.channel_slice(name)

@@ -7,7 +7,7 @@ from mmengine.registry import TRANSFORMS
 
 from ...modality import LayoutLike, Modality, ModalityLayout
 from ...modality_dropout import FILL_MODES, ModalityDropoutSampler
-from ...presence import MISSING_KEY, check_missing
+from ...presence import MISSING_KEY, add_missing
 
 
 def fill_value(modality: Modality, fill: str) -> np.ndarray:
@@ -26,10 +26,11 @@ def fill_value(modality: Modality, fill: str) -> np.ndarray:
 
 def mark_missing(results: dict, names: Sequence[str], layout: ModalityLayout) -> None:
     """Add ``names`` to the sample's ``missing_modalities`` (checked)."""
-    missing = list(results.get(MISSING_KEY) or [])
-    missing += [n for n in names if n not in missing]
-    results[MISSING_KEY] = check_missing(
-        missing, layout, where=results.get('img_path', 'a sample'))
+    results[MISSING_KEY] = add_missing(
+        results.get(MISSING_KEY),
+        names,
+        layout,
+        where=results.get('img_path', 'a sample'))
 
 
 def blank_modalities(img: np.ndarray, layout: ModalityLayout, names: Sequence[str],
