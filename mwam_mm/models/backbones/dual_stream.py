@@ -10,6 +10,7 @@ from mmengine.registry import MODELS
 
 from ...modality import LayoutLike, ModalityLayout
 from ...presence import current_batch_presence
+from ..grad_scale import scale_gradient
 from ...registry_utils import build_from_registry
 
 
@@ -69,9 +70,32 @@ class DualStreamBackbone(BaseModule):
         probe_size (tuple[int, int]): Input size of that probe. Defaults to
             ``(64, 64)``.
         missing_substitute (dict): What replaces a missing modality's features.
-            Defaults to ``dict(type='ZeroSubstitute')``.
+            Defaults to ``dict(type='ZeroSubstitute')``. A substitute with a
+            ``loss(outs, presence)`` method (a learned proxy) is also asked, in
+            every training forward, for its own losses; the detector or segmentor
+            adds them to its losses (see :meth:`pop_extra_losses`).
+        ignore_modalities (Sequence[str]): Modalities the model never uses: their
+            streams are not built, and they count as missing in every sample, in
+            training and test (a unimodal model, e.g. the ``unimodal-rgb``
+            ceiling, with the data pipeline of the fused one). Default: none.
+        stream_adapter (dict, optional): A module built per used modality with
+            ``channels`` (the output channels per level), applied to that
+            stream's output levels (e.g. ``dict(type='LowRankAdapter', rank=1)``
+            over frozen pretrained streams).
+        freeze_streams (bool): Keep the streams' parameters fixed
+            (``requires_grad=False``, norm layers in eval mode); with
+            ``stream_adapter`` only the adapters, fusion and heads learn.
         init_cfg (dict, optional): Initialisation of the fusion modules; streams use
             their own ``init_cfg``.
+
+    Attributes set by training hooks (used only while the backbone is in
+    training mode, on the fused path of :meth:`fuse`):
+
+    - ``fused_grad_scale`` (float, default 1): the gradient flowing back from the
+      fusion into the streams is multiplied by it (RSC-MD's modality decoupling:
+      0 stops it, so each stream learns from its own auxiliary loss only).
+    - ``sample_weights`` (Tensor ``(B, M)`` or None): each sample's stream
+      features are multiplied by its weight per modality before fusion (BTW).
     """
 
     def __init__(self,
@@ -82,14 +106,27 @@ class DualStreamBackbone(BaseModule):
                  out_channels: Optional[Sequence[int]] = None,
                  probe_size: Tuple[int, int] = (64, 64),
                  missing_substitute: dict = dict(type='ZeroSubstitute'),
+                 ignore_modalities: Sequence[str] = (),
+                 stream_adapter: Optional[dict] = None,
+                 freeze_streams: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
         self.layout = ModalityLayout.build(modalities)
         streams = dict(streams or {})
         self.layout.check_subset(list(streams))
+        if isinstance(ignore_modalities, str):
+            ignore_modalities = [ignore_modalities]
+        self.ignored = self.layout.check_subset(list(ignore_modalities))
+        if len(self.ignored) >= len(self.layout):
+            raise ValueError(
+                f'DualStreamBackbone: ignore_modalities={list(ignore_modalities)} '
+                f'leaves no modality of {self.layout.names} to use')
+        self.used = [n for n in self.layout.names if n not in self.ignored]
         # mmengine's containers: their init_weights reaches each stream's init_cfg
         self.streams = ModuleDict()
         for m in self.layout:
+            if m.name in self.ignored:
+                continue
             cfg = _merge(backbone, streams.get(m.name, {}))
             given = cfg.get('in_channels')
             if given is not None and given != m.channels:
@@ -110,6 +147,26 @@ class DualStreamBackbone(BaseModule):
         self._fusion_takes_presence = [
             'presence' in inspect.signature(f.forward).parameters for f in self.fusions
         ]
+        self.adapters = None
+        if stream_adapter is not None:
+            self.adapters = ModuleDict({
+                name: build_from_registry(
+                    MODELS, stream_adapter, channels=list(self.out_channels))
+                for name in self.used
+            })
+        self.freeze_streams = freeze_streams
+        if freeze_streams:
+            for p in self.streams.parameters():
+                p.requires_grad = False
+        self.fused_grad_scale = 1.0
+        self.sample_weights: Optional[torch.Tensor] = None
+        self._extra_losses: Dict[str, torch.Tensor] = {}
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_streams:  # frozen norm statistics too
+            self.streams.eval()
+        return self
 
     @staticmethod
     def _as_tuple(outs) -> tuple:
@@ -119,6 +176,8 @@ class DualStreamBackbone(BaseModule):
     def _probe_out_channels(self, probe_size: Tuple[int, int]) -> List[int]:
         per_stream = {}
         for m in self.layout:
+            if m.name in self.ignored:
+                continue
             stream = self.streams[m.name]
             was_training = stream.training
             stream.eval()
@@ -140,12 +199,20 @@ class DualStreamBackbone(BaseModule):
         return dict(self.streams.items())
 
     def forward_streams(self, x: torch.Tensor) -> Dict[str, tuple]:
-        """Each modality's stream outputs, before fusion."""
+        """Each modality's stream outputs (after its adapter), before fusion; an
+        ignored modality's are zeros."""
         parts = self.layout.split(x, dim=1)
-        return {
-            name: self._as_tuple(self.streams[name](part))
-            for name, part in parts.items()
-        }
+        outs = {}
+        for name in self.used:
+            levels = self._as_tuple(self.streams[name](parts[name]))
+            if self.adapters is not None:
+                levels = self._as_tuple(self.adapters[name](levels))
+            outs[name] = levels
+        if self.ignored:
+            template = outs[self.used[0]]
+            for name in self.ignored:
+                outs[name] = tuple(torch.zeros_like(level) for level in template)
+        return {name: outs[name] for name in self.layout.names}
 
     def resolve_presence(self, presence: Optional[torch.Tensor], batch_size: int,
                          device: torch.device) -> Optional[torch.Tensor]:
@@ -156,8 +223,11 @@ class DualStreamBackbone(BaseModule):
         """
         if presence is None:
             presence = current_batch_presence()
-        if presence is None:
+        if presence is None and not self.ignored:
             return None
+        if presence is None:
+            presence = torch.ones(
+                batch_size, len(self.layout), dtype=torch.bool, device=device)
         expected = (batch_size, len(self.layout))
         if tuple(presence.shape) != expected:
             raise ValueError(
@@ -167,15 +237,28 @@ class DualStreamBackbone(BaseModule):
                 'preprocessor belongs to the batch it preprocessed; a direct call '
                 'to the backbone passes its own presence, or None.')
         presence = presence.to(device=device, dtype=torch.bool)
+        if self.ignored:
+            presence = presence.clone()
+            for name in self.ignored:
+                presence[:, self.layout.names.index(name)] = False
         if not presence.any(dim=1).all():
+            ignored = (f'; the model ignores {self.ignored} (ignore_modalities) and '
+                       f'uses only {self.used}' if self.ignored else '')
             raise ValueError('DualStreamBackbone: a sample has every modality '
-                             f'missing (presence {presence.tolist()})')
+                             f'missing (presence {presence.tolist()}, modalities '
+                             f'{self.layout.names}){ignored}')
         return None if bool(presence.all()) else presence
 
     def replace_missing(self, outs: Dict[str, tuple],
                         presence: Optional[torch.Tensor]) -> Dict[str, tuple]:
         """Each missing modality's features replaced by the substitute's, per
-        sample; the present samples' features untouched."""
+        sample; the present samples' features untouched.
+
+        In training, a substitute with a ``loss`` method also gives its losses
+        here (kept for :meth:`pop_extra_losses`), also when nothing is missing.
+        """
+        if self.training and hasattr(self.missing_substitute, 'loss'):
+            self._extra_losses = dict(self.missing_substitute.loss(outs, presence))
         if presence is None:
             return outs
         substitutes = self.missing_substitute(outs, presence)
@@ -201,6 +284,8 @@ class DualStreamBackbone(BaseModule):
                     f'DualStreamBackbone: stream {name!r} returned {len(levels)} '
                     f'levels, expected {len(self.fusions)} (out_channels '
                     f'{self.out_channels})')
+        if self.training:
+            outs = self._balance(outs)
         levels = zip(*(outs[m.name] for m in self.layout))
         if presence is None:
             return tuple(fuse(list(feats)) for fuse, feats in zip(self.fusions, levels))
@@ -217,6 +302,35 @@ class DualStreamBackbone(BaseModule):
                     'GatedFusion')
             fused.append(fuse(list(feats), presence=presence))
         return tuple(fused)
+
+    def _balance(self, outs: Dict[str, tuple]) -> Dict[str, tuple]:
+        """The training hooks' per-sample weights and fused gradient scale."""
+        weights, scale = self.sample_weights, float(self.fused_grad_scale)
+        if weights is None and scale == 1.0:
+            return outs
+        if weights is not None:
+            batch = next(iter(outs.values()))[0].shape[0]
+            if tuple(weights.shape) != (batch, len(self.layout)):
+                raise ValueError(
+                    f'DualStreamBackbone: sample_weights has shape '
+                    f'{tuple(weights.shape)}, the batch needs {(batch, len(self.layout))}'
+                    f' (samples x modalities {self.layout.names})')
+        balanced = {}
+        for index, (name, levels) in enumerate(outs.items()):
+            if scale != 1.0:
+                levels = tuple(scale_gradient(level, scale) for level in levels)
+            if weights is not None:
+                w = weights[:, index].to(levels[0])
+                levels = tuple(
+                    level * w.view(-1, *([1] * (level.dim() - 1))) for level in levels)
+            balanced[name] = levels
+        return balanced
+
+    def pop_extra_losses(self) -> Dict[str, torch.Tensor]:
+        """The losses the backbone's own modules (a learned substitute) computed
+        in the last training forward; cleared by the call."""
+        losses, self._extra_losses = self._extra_losses, {}
+        return losses
 
     def forward(self,
                 x: torch.Tensor,

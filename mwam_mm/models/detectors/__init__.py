@@ -1,3 +1,4 @@
 from .rgbt_single_stage import RGBTSingleStageDetector
+from .rgbt_two_stage import RGBTTwoStageDetector
 
-__all__ = ['RGBTSingleStageDetector']
+__all__ = ['RGBTSingleStageDetector', 'RGBTTwoStageDetector']

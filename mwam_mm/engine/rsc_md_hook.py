@@ -1,0 +1,9 @@
+"""RSCMDHook (stub: to be written)."""
+from mmengine.registry import HOOKS
+
+from .balancing_hook import ModalityBalancingHook
+
+
+@HOOKS.register_module()
+class RSCMDHook(ModalityBalancingHook):
+    """Placeholder."""

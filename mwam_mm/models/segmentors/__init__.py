@@ -1,0 +1,3 @@
+from .rgbt_encoder_decoder import RGBTEncoderDecoder
+
+__all__ = ['RGBTEncoderDecoder']
