@@ -46,13 +46,26 @@ def test_configs_are_discovered():
     for detector in ('retinanet', 'faster-rcnn'):
         plain = f'configs/detection/{detector}_dual-r18_fpn_1xb8-12e_kaist.py'
         assert {plain, plain.replace('.py', '_mwam.py')} <= set(names)
-    for plain in ('configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_'
-                  'synthetic.py',
-                  'configs/segmentation/deeplabv3plus_dual-r18-d8_1xb2-80k_'
-                  'mfnet.py',
-                  'configs/segmentation/segformer_dual-mit-b0_1xb2-160k_mfnet.py'):
-        for suffix in ('_moddrop', '_moddrop-mwam'):
+    synthetic = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
+    deeplab = 'configs/segmentation/deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py'
+    segformer = 'configs/segmentation/segformer_dual-mit-b0_1xb2-160k_mfnet.py'
+    for plain in (synthetic, deeplab, segformer):
+        for suffix in ('_moddrop', '_moddrop-mwam', '_btw', '_cmpt'):
             assert plain.replace('.py', f'{suffix}.py') in names
+    gradient_level = [synthetic, deeplab] + [
+        f'configs/detection/{detector}_dual-r18_fpn_1xb8-12e_{dataset}.py'
+        for dataset in ('llvip', 'flir_aligned', 'm3fd')
+        for detector in ('retinanet', 'faster-rcnn')
+    ]
+    for plain in gradient_level:
+        for suffix in ('_ogm-ge', '_rsc-md'):
+            assert plain.replace('.py', f'{suffix}.py') in names
+    for dataset in ('llvip', 'flir_aligned', 'm3fd'):
+        plain = f'configs/detection/retinanet_dual-r18_fpn_1xb8-12e_{dataset}.py'
+        for suffix in ('_btw', '_cmpt'):
+            assert plain.replace('.py', f'{suffix}.py') in names
+    for suffix in ('_unimodal-rgb', '_unimodal-thermal', '_rsc-view'):
+        assert synthetic.replace('.py', f'{suffix}.py') in names
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=rel)
@@ -70,6 +83,34 @@ def test_config_loads_and_builds(path):
         base = re.sub(r'[_-]mwam(-\w+)?\.py$', '.py', path)
         if osp.exists(base):  # the variant differs only by the hook
             assert cfg.model == Config.fromfile(base).model
+    method = re.search(
+        r'_(ogm-ge|rsc-md|rsc-view|btw|cmpt|unimodal-(rgb|thermal))\.py$', name)
+    if method:  # each method's variant differs from its base by the method only
+        base = Config.fromfile(
+            osp.join(osp.dirname(path), name[:method.start()] + '.py'))
+        hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
+        model, expected = copy.deepcopy(cfg.model), copy.deepcopy(base.model)
+        if method.group(1) == 'ogm-ge':
+            assert hooks == ['OGMGEHook']
+        elif method.group(1) == 'rsc-md':
+            assert hooks == ['RSCMDHook'] and model.pop('aux_loss_weight') > 0
+        elif method.group(1) == 'rsc-view':
+            assert not hooks and model.pop('aux_input') == 'view'
+            assert model.pop('aux_heads') == 'shared' and model.pop('aux_loss_weight')
+        elif method.group(1) == 'btw':
+            assert hooks == ['BTWHook']
+        elif method.group(1) == 'cmpt':
+            assert not hooks
+            proxy = model.backbone.pop('missing_substitute')
+            assert proxy['type'] == 'CrossModalProxy'
+            dropout = model.data_preprocessor.pop('modality_dropout')
+            assert dropout['level'] == 'feature'
+            expected.backbone.pop('missing_substitute', None)
+        else:
+            assert not hooks
+            ignored = model.backbone.pop('ignore_modalities')
+            assert ignored == ['thermal' if name.endswith('rgb.py') else 'rgb']
+        assert model == expected
     if re.search(r'_moddrop(-input)?\.py$', name):
         base = Config.fromfile(re.sub(r'_moddrop(-input)?\.py$', '.py', path))
         dropout = cfg.model.data_preprocessor.pop('modality_dropout')

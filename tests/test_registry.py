@@ -9,13 +9,21 @@ from mwam_mm.registry_utils import nearest_names
 OURS = {
     MODELS: [
         'DualStreamBackbone', 'RGBTDetDataPreprocessor', 'AddFusion',
-        'ConcatConvFusion', 'GatedFusion', 'ZeroSubstitute'
+        'ConcatConvFusion', 'GatedFusion', 'ZeroSubstitute', 'RGBTSingleStageDetector',
+        'RGBTTwoStageDetector', 'RGBTEncoderDecoder', 'CrossModalProxy',
+        'LowRankAdapter'
     ],
-    HOOKS: ['MWAMHook', 'BranchGradNormHook', 'CheckpointMatchHook'],
-    TRANSFORMS:
-    ['LoadRGBTImagePair', 'PerModality', 'ModalityDropout', 'BlankModality'],
+    HOOKS: [
+        'MWAMHook', 'BranchGradNormHook', 'CheckpointMatchHook', 'OGMGEHook',
+        'RSCMDHook', 'BTWHook'
+    ],
+    TRANSFORMS: [
+        'LoadRGBTImagePair', 'PerModality', 'ModalityDropout', 'BlankModality',
+        'ModalityGaussianNoise', 'ModalityGaussianBlur', 'ModalityLowLight',
+        'ModalityOverExposure', 'ModalityShift'
+    ],
     DATASETS: ['LLVIPDataset', 'FLIRAlignedDataset', 'M3FDDataset', 'KAISTDataset'],
-    METRICS: ['KAISTMissRate'],
+    METRICS: ['KAISTMissRate', 'SplitMetric'],
     DATA_SAMPLERS: ['ResumableSampler'],
     LOOPS: ['ResumableEpochBasedTrainLoop'],
 }

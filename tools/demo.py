@@ -1,200 +1,114 @@
-"""The built-in demo: MWAM against plain training and modality dropout, on CPU.
+"""The built-in demo: the robustness leaderboard's core on the synthetic data, on CPU.
 
-Makes the synthetic RGB-T dataset (LLVIP layout) if absent, trains the same slim
-dual-stream RetinaNet with the same schedule and seed
+Makes the synthetic RGB-T dataset (LLVIP layout, 128x96, day and night) if absent,
+then runs ``benchmarks/robustness_leaderboard.py`` with the demo's preset: the same
+slim dual-stream RetinaNet, schedule and seeds for
 
-  baseline      no balancing
-  moddrop       modality dropout as the authors' release trains: kept subset
-                uniform over the non-empty subsets, dropped at the feature level
-  moddrop-mwam  MWAM (paper preset, gradients scaled) on top of that dropout:
-                MWAM as its authors run it
-  mwam          MWAM alone, gradients scaled (the public release's mode)
-  (mwam-update: MWAM alone, updates scaled, the paper's Algorithm 1;
-   moddrop-input: input-level dropout, one modality blanked in half the samples;
-   mwam-robust: MWAM with the well-conditioned FRM; only with --variants)
+  baseline          no balancing
+  moddrop           modality dropout as the authors' release trains: kept subset
+                    uniform over the non-empty subsets, dropped at the feature level
+  moddrop-mwam      MWAM (paper preset, gradients scaled) on top of that dropout:
+                    MWAM as its authors run it
+  rsc-view          the best of the other methods on this benchmark (see README):
+                    the detector's own head also trained on each single-camera
+                    view of the fused feature (ours, after RSC)
+  unimodal-rgb      the ceilings: the same detector on one camera only
+  unimodal-thermal
 
-evaluates each with every modality subset (both, RGB-only, thermal-only) in two
-scenarios, ``blank`` (the missing camera gives black frames, the model is not told)
-and ``missing`` (the model is told), and writes report.md, report.json,
-robustness.png and mwam_weights.png (FRM, K and the gradient norm reaching each
-branch, per iteration) into the work dir.
+(``--variants`` takes every variant of the benchmark by name; each is a config
+next to ``retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py``: ``mwam``
+(``..._synthetic_mwam.py``), ``ogm-ge`` (``..._synthetic_ogm-ge.py``), ``rsc-md``
+(``..._synthetic_rsc-md.py``), ``btw`` (``..._synthetic_btw.py``), ``cmpt``
+(``..._synthetic_cmpt.py``), ``mwam-update``, ``moddrop-input``, ``mwam-robust``,
+``moddrop``, ``moddrop-mwam``, ``unimodal-rgb``, ``unimodal-thermal``)
+over seeds 0, 1, 2; tests each with every modality subset in the ``blank`` and
+``missing`` scenarios (a ceiling on its own camera), and writes the leaderboard
+(``leaderboard.md/json/png``: mean +- std over seeds, mean over subsets, collapse
+rate, each single-camera score as a fraction of its ceiling, differences to the
+baseline beyond two standard errors marked) and ``mwam_weights.png`` (MWAM's FRM
+and K, and the gradient norm reaching each branch, per iteration) into the work
+dir. Runs go two at a time on a CPU (one thread each), one at a time on a GPU.
 
-    python tools/demo.py [--work-dir work_dirs/demo] [--epochs 12] [--seeds 0 1 2]
+    python tools/demo.py [--work-dir work_dirs/demo] [--seeds 0 1 2]
+        [--variants ...] [--epochs 4] [any option of the benchmark]
 
-On a machine with a GPU, mmengine trains on it by itself.
+Finished runs are reused (``--force`` retrains).
 """
 import argparse
+import importlib.util
 import json
-import os
 import os.path as osp
 import statistics
-import time
 
-import mwam_mm  # noqa: F401
-from mwam_mm.datasets import make_synthetic_rgbt
-from mwam_mm.engine import build_runner, load_config
-from mwam_mm.evaluation import SCENARIOS, evaluate_scenarios, summarize, write_report
+from mwam_mm.evaluation import leaderboard as lb
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = osp.join(ROOT, 'configs', 'detection',
-                  'retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic{}.py')
-VARIANTS = {
-    'baseline': '',
-    'moddrop': '_moddrop',
-    'moddrop-mwam': '_moddrop-mwam',
-    'mwam': '_mwam',
-    'mwam-update': '_mwam-update',
-    # analysis only: not in the default run
-    'moddrop-input': '_moddrop-input',
-    'mwam-robust': '_mwam-robust',
-}
-# four runs keep `make demo` within 15 minutes on a 2-core CPU; the others by name
-DEFAULT_VARIANTS = ['baseline', 'moddrop', 'moddrop-mwam', 'mwam']
-HISTORY_PREFIXES = ('train/mwam_', 'train/grad_norm_')
-METRIC = 'pascal_voc/mAP'  # VOC mAP at IoU 0.5 (mAP50)
+BEST_OTHER = 'rsc-view'
+DEFAULT_VARIANTS = [
+    'baseline', 'moddrop', 'moddrop-mwam', BEST_OTHER, 'unimodal-rgb',
+    'unimodal-thermal'
+]
+# each run made cheap enough for 18 runs in 15 minutes on 2 cores (128x96 images,
+# 5 epochs of 100 batches of 4), the full-modality baseline still >= 0.5 mAP50
+PRESET = dict(
+    width=128,
+    height=96,
+    epochs=5,
+    batch_size=4,
+    seeds=[0, 1, 2],
+    num_train=400,
+    num_test=100)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--data-root', default='data/synthetic_rgbt')
-    parser.add_argument('--epochs', type=int, default=12)
     parser.add_argument(
-        '--max-iters',
-        type=int,
-        default=None,
-        help='stop each run after this many iterations (smoke runs)')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+        '--variants', nargs='+', default=DEFAULT_VARIANTS, choices=list(lb.VARIANTS))
+    parser.add_argument('--seeds', type=int, nargs='+', default=PRESET['seeds'])
+    parser.add_argument('--epochs', type=int, default=PRESET['epochs'])
     parser.add_argument(
-        '--variants', nargs='+', default=DEFAULT_VARIANTS, choices=list(VARIANTS))
-    parser.add_argument('--num-train', type=int, default=400)
-    parser.add_argument('--num-test', type=int, default=100)
-    parser.add_argument('--width', type=int, default=160)
-    parser.add_argument('--height', type=int, default=128)
-    parser.add_argument('--data-seed', type=int, default=0)
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--fill', choices=['zero', 'mean'], default='zero')
-    parser.add_argument(
-        '--scenarios', nargs='+', choices=SCENARIOS, default=list(SCENARIOS))
-    return parser.parse_args()
+        '--max-iters', type=int, help='train this many iterations (smoke runs)')
+    parser.add_argument('--batch-size', type=int, default=PRESET['batch_size'])
+    parser.add_argument('--width', type=int, default=PRESET['width'])
+    parser.add_argument('--height', type=int, default=PRESET['height'])
+    parser.add_argument('--num-train', type=int, default=PRESET['num_train'])
+    parser.add_argument('--num-test', type=int, default=PRESET['num_test'])
+    parser.add_argument('--data-root', help='default: chosen by the benchmark')
+    parser.add_argument('--data-seed', type=int)
+    parser.add_argument('--night-fraction', type=float)
+    parser.add_argument('--scenarios', nargs='+')
+    parser.add_argument('--jobs', type=int)
+    parser.add_argument('--force', action='store_true')
+    return parser.parse_args(argv)
 
 
-def ensure_data(args) -> str:
-    wanted = (f'seed={args.data_seed} num_train={args.num_train} '
-              f'num_test={args.num_test} width={args.width} height={args.height} '
-              'night_fraction=0.5 classes=person,vehicle')
-    meta = osp.join(args.data_root, 'meta.txt')
-    if osp.isfile(meta) and open(meta).read().strip() == wanted:
-        print(f'[demo] synthetic data: {args.data_root} (present)')
-        return args.data_root
-    if osp.exists(args.data_root) and os.listdir(args.data_root):
-        if not osp.isfile(meta):
-            raise FileExistsError(
-                f'{args.data_root} exists and is not a synthetic dataset made by '
-                'this demo; pass another --data-root')
-        import shutil
-        shutil.rmtree(args.data_root)
-    t0 = time.time()
-    counts = make_synthetic_rgbt(
-        args.data_root,
-        seed=args.data_seed,
-        num_train=args.num_train,
-        num_test=args.num_test,
-        width=args.width,
-        height=args.height)
-    print(f'[demo] synthetic data written to {args.data_root} in '
-          f'{time.time() - t0:.0f} s: {counts}')
-    return args.data_root
-
-
-def train_and_evaluate(args, variant: str, seed: int) -> dict:
-    work_dir = osp.join(args.work_dir, f'{variant}_seed{seed}')
-    options = {
-        'randomness.seed': seed,
-        'train_dataloader.batch_size': args.batch_size,
-        'train_dataloader.dataset.data_root': args.data_root,
-        'val_dataloader.dataset.data_root': args.data_root,
-        'test_dataloader.dataset.data_root': args.data_root,
-        # the test pipeline's Resize (step 1) keeps test images at the data's size
-        'val_dataloader.dataset.pipeline.1.scale': (args.width, args.height),
-        'test_dataloader.dataset.pipeline.1.scale': (args.width, args.height),
-    }
-    if args.max_iters is None:
-        options.update({
-            'train_cfg.max_epochs': args.epochs,
-            'train_cfg.val_interval': args.epochs + 1,  # evaluated below instead
-            'param_scheduler.1.T_max': args.epochs,
-            'param_scheduler.1.end': args.epochs,
-            'default_hooks.checkpoint.interval': args.epochs,
-        })
-    else:  # smoke runs: a few iterations, no worker processes
-        options.update({
-            'train_cfg':
-            dict(
-                _delete_=True,
-                type='IterBasedTrainLoop',
-                max_iters=args.max_iters,
-                val_interval=args.max_iters + 1),
-            'param_scheduler': [],
-            'default_hooks.checkpoint':
-            dict(
-                _delete_=True,
-                type='CheckpointHook',
-                interval=args.max_iters,
-                by_epoch=False),
-            'log_processor.by_epoch':
-            False,
-            'train_dataloader.num_workers':
-            0,
-            'train_dataloader.persistent_workers':
-            False,
-            'test_dataloader.num_workers':
-            0,
-            'test_dataloader.persistent_workers':
-            False,
-        })
-    cfg = load_config(CONFIG.format(VARIANTS[variant]), options, work_dir)
-    if not cfg.get('custom_hooks'):  # the same diagnostic for every variant
-        cfg.custom_hooks = [dict(type='BranchGradNormHook')]
-    print(f'[demo] training {variant} (seed {seed}) -> {work_dir}')
-    t0 = time.time()
-    runner = build_runner(cfg)
-    runner.train()
-    train_s = time.time() - t0
-    history = {}
-    for key in runner.message_hub.log_scalars:
-        if key.startswith(HISTORY_PREFIXES):
-            history[key[len('train/'):]] = runner.message_hub.get_scalar(
-                key).data[0].tolist()
-    layout = runner.model.backbone.layout
-    _, scores = evaluate_scenarios(runner, layout, args.fill, METRIC, args.scenarios)
-    summaries = {s: summarize(per_subset, layout) for s, per_subset in scores.items()}
-    for scenario, summary in summaries.items():
-        print(f'[demo] {variant} seed {seed} {scenario}: '
-              f'{json.dumps(summary["scores"])}')
-    print(f'[demo] {variant} seed {seed}: {train_s:.0f} s training')
-    return dict(summaries=summaries, train_seconds=train_s, history=history)
-
-
-def aggregate(runs: list, scenario: str) -> dict:
-    """Mean over seeds (and the standard deviation when there are several)."""
-    summaries = [r['summaries'][scenario] for r in runs]
-    subsets = list(summaries[0]['scores'])
-    out = dict(scores={}, spread={})
-    for s in subsets:
-        values = [summary['scores'][s] for summary in summaries]
-        out['scores'][s] = statistics.fmean(values)
-        out['spread'][s] = statistics.stdev(values) if len(values) > 1 else 0.0
-    means = [summary['mean'] for summary in summaries]
-    pcrs = [
-        summary['collapse_rate'] for summary in summaries
-        if summary['collapse_rate'] is not None
+def benchmark_argv(args) -> list:
+    argv = [
+        '--work-dir', args.work_dir, '--variants', *args.variants, '--seeds',
+        *map(str, args.seeds), '--batch-size',
+        str(args.batch_size)
     ]
-    out['mean'] = statistics.fmean(means)
-    out['collapse_rate'] = statistics.fmean(pcrs) if pcrs else None
-    out['mean_spread'] = statistics.stdev(means) if len(means) > 1 else 0.0
-    out['seeds'] = len(runs)
-    return out
+    argv += (['--max-iters', str(args.max_iters)]
+             if args.max_iters else ['--epochs', str(args.epochs)])
+    for name in ('width', 'height', 'num_train', 'num_test', 'data_root', 'data_seed',
+                 'night_fraction', 'jobs'):
+        value = getattr(args, name)
+        if value is not None:
+            argv += ['--' + name.replace('_', '-'), str(value)]
+    if args.scenarios:
+        argv += ['--scenarios', *args.scenarios]
+    if args.force:
+        argv.append('--force')
+    return argv
+
+
+def load_benchmark():
+    path = osp.join(ROOT, 'benchmarks', 'robustness_leaderboard.py')
+    spec = importlib.util.spec_from_file_location('robustness_leaderboard', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def moving_average(values, window=25):
@@ -244,75 +158,29 @@ def plot_training(histories: dict, path: str) -> None:
     plt.close(fig)
 
 
-def main():
-    args = parse_args()
-    t_start = time.time()
-    ensure_data(args)
-    results = {v: [] for v in args.variants}
-    for seed in args.seeds:
-        for variant in args.variants:
-            results[variant].append(train_and_evaluate(args, variant, seed))
-    summaries = {
-        scenario: {
-            v: aggregate(runs, scenario)
-            for v, runs in results.items()
-        }
-        for scenario in args.scenarios
-    }
-    histories = {
-        v: runs[0]['history']
-        for v, runs in results.items() if runs[0]['history']
-    }
-    weights, grad_norms = {}, {}
-    for v, history in histories.items():
-        tail = {k: statistics.fmean(x[len(x) // 2:]) for k, x in history.items()}
-        if any(k.startswith('mwam_') for k in tail):
-            weights[v] = {k: x for k, x in tail.items() if k.startswith('mwam_')}
-        grad_norms[v] = {k: x for k, x in tail.items() if k.startswith('grad_norm_')}
-    extra = dict(
-        seeds=args.seeds,
-        epochs=args.epochs,
-        fill=args.fill,
-        data=dict(
-            root=args.data_root,
-            num_train=args.num_train,
-            num_test=args.num_test,
-            size=[args.width, args.height]),
-        train_seconds={
-            v: [r['train_seconds'] for r in runs]
-            for v, runs in results.items()
-        },
-        mwam_second_half_means=weights,
-        grad_norm_second_half_means=grad_norms,
-        wall_seconds=time.time() - t_start)
-    report = write_report(summaries, 'mAP50', args.work_dir, name='report', extra=extra)
-    os.replace(report['chart'], osp.join(args.work_dir, 'robustness.png'))
+def main(argv=None):
+    args = parse_args(argv)
+    load_benchmark().main(benchmark_argv(args))
+    histories = {}
+    for variant in args.variants:  # the first seed's training curves
+        path = osp.join(args.work_dir, 'runs', variant, f'seed{args.seeds[0]}',
+                        lb.RESULT_FILE)
+        history = json.load(open(path)).get('history') if osp.isfile(path) else None
+        if history:
+            histories[variant] = history
     if histories:
-        plot_training(histories, osp.join(args.work_dir, 'mwam_weights.png'))
-    spread = ''
-    if len(args.seeds) > 1:
-        spread = ''.join(f'\nSpread (std over seeds) of the mean, {scenario}: ' +
-                         ', '.join(f'{v} {s["mean_spread"]:.3f}'
-                                   for v, s in per.items()) + '\n'
-                         for scenario, per in summaries.items())
-    with open(report['markdown'], 'a') as f:
-        f.write(spread)
+        path = osp.join(args.work_dir, 'mwam_weights.png')
+        plot_training(histories, path)
+        print(f'{lb.TAG} training curves (seed {args.seeds[0]}): {path}')
         means = {
-            v: dict(weights.get(v, {}), **grad_norms.get(v, {}))
-            for v in histories
+            v: {
+                k: statistics.fmean(x[len(x) // 2:])
+                for k, x in sorted(h.items()) if x
+            }
+            for v, h in histories.items()
         }
-        if means:
-            f.write('\nMWAM and the gradient norm reaching each branch, mean over '
-                    'the second half of training:\n\n')
-            for v, w in means.items():
-                f.write(f'- {v}: ' + ', '.join(f'{k} {x:.4g}'
-                                               for k, x in sorted(w.items())) + '\n')
-        f.write(f'\nSeeds {args.seeds}, {args.epochs} epochs, '
-                f'{args.num_train} training images; total wall time '
-                f'{extra["wall_seconds"]:.0f} s.\n')
-    print('\n' + open(report['markdown']).read())
-    print(f'[demo] report: {report["markdown"]}, {report["json"]}, '
-          f'{osp.join(args.work_dir, "robustness.png")}')
+        with open(osp.join(args.work_dir, 'second_half_means.json'), 'w') as f:
+            json.dump(means, f, indent=1)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 from .balancing_hook import BranchGradNormHook, ModalityBalancingHook, resolve_branches
 from .btw_hook import BTWHook
 from .modulation import (BranchGradientNorms, BranchModulation, GradientModulation,
-                         LossModulation, UpdateModulation)
+                         LossModulation, ParameterGradientModulation, UpdateModulation)
 from .mwam_hook import MWAMHook
 from .ogm_ge_hook import OGMGEHook
 from .rsc_md_hook import RSCMDHook
@@ -12,7 +12,7 @@ from .runner_utils import (add_runner_arguments, build_runner, explain_registry_
 __all__ = [
     'BTWHook', 'BranchGradNormHook', 'BranchGradientNorms', 'BranchModulation',
     'GradientModulation', 'LossModulation', 'MWAMHook', 'ModalityBalancingHook',
-    'OGMGEHook', 'RSCMDHook', 'UpdateModulation', 'add_runner_arguments',
-    'build_runner', 'explain_registry_errors', 'load_config',
+    'OGMGEHook', 'ParameterGradientModulation', 'RSCMDHook', 'UpdateModulation',
+    'add_runner_arguments', 'build_runner', 'explain_registry_errors', 'load_config',
     'parse_runner_arguments', 'resolve_branches', 'setup_distributed_on_cpu'
 ]

@@ -138,11 +138,13 @@ class ModalityBalancingHook(Hook):
 
     def before_train(self, runner) -> None:
         self.modulations = self.build_modulations(runner)
-        if self.log_grad_norm:
-            self.grad_norms = BranchGradientNorms(self.branches)
-            self.grad_norms.install(runner)
         for modulation in self.modulations.values():
             modulation.install(runner)
+        if self.log_grad_norm:
+            # optimizer step pre-hooks run in the order they are registered: the
+            # norms are measured after any modulation, as the optimizer gets them
+            self.grad_norms = BranchGradientNorms(self.branches)
+            self.grad_norms.install(runner)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         for modulation in self.modulations.values():

@@ -19,6 +19,9 @@ mmengine has no hook point between ``backward`` and ``optimizer.step``, so:
   Adam-type optimizers, which cancel a constant gradient scale.
 - :class:`LossModulation` scales the losses whose key ends with ``_<modality>``
   (auxiliary per-modality heads) in a forward hook on the model.
+- :class:`ParameterGradientModulation` scales selected parameter gradients of
+  each branch (OGM-GE: conv kernels only), optionally adding Gaussian noise, in
+  an optimizer step pre-hook: after DDP's all-reduce and clipping.
 - :class:`BranchGradientNorms` measures, not modulates: the norm of each branch's
   gradient as the optimizer receives it.
 """
@@ -259,3 +262,91 @@ class BranchGradientNorms(BranchModulation):
                     torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
         if norms:  # one host sync for all branches
             self.norms = dict(zip(names, torch.stack(norms).tolist()))
+
+
+class ParameterGradientModulation(BranchModulation):
+    """At each optimizer step, ``g <- k_m * g (+ N(0, std(g)))`` for the selected
+    parameters of branch ``m`` (OGM-GE's modulation and generalisation noise).
+
+    Applied in an optimizer step pre-hook, to the gradients the optimizer is
+    about to use: after backward, gradient accumulation, DDP's all-reduce, AMP's
+    unscaling and clipping, so that every rank starts from the same gradients.
+    At each step ``weight_of`` is called once per branch, on every rank, before
+    any gradient is touched: the owner may compute the weights there (e.g. from
+    statistics it all-reduces first).
+
+    Args:
+        branches (dict[str, nn.Module]): ``{modality: branch module}``.
+        weight_of (callable): ``name -> weight or None``; ``None`` leaves that
+            branch's gradients alone, noise included.
+        select (callable, optional): ``parameter -> bool``: which parameters of
+            a branch are modulated. Default: all of them.
+        noise (callable, optional): ``device -> torch.Generator``. When given,
+            every modulated gradient also gets noise ``N(0, std(g))``, ``std``
+            taken before scaling (unbiased; 0 for a one-element tensor), drawn
+            from the generator returned for the gradient's device: a generator
+            seeded alike on every rank gives every rank the same noise. The
+            draws follow the branches' and parameters' order. ``None``: no noise.
+    """
+
+    def __init__(self,
+                 branches: Dict[str, nn.Module],
+                 weight_of: WeightOf,
+                 select: Optional[Callable[[torch.Tensor], bool]] = None,
+                 noise: Optional[Callable[[torch.device], torch.Generator]] = None):
+        super().__init__(branches)
+        self.weight_of = weight_of
+        self.select = select or (lambda param: True)
+        self.noise = noise
+        self.params: Dict[str, List[torch.Tensor]] = {}
+
+    def selected(self) -> Dict[str, List[torch.Tensor]]:
+        """``{modality: [parameter]}``: the trainable parameters selected."""
+        return {
+            name:
+            [p for p in branch.parameters() if p.requires_grad and self.select(p)]
+            for name, branch in self.branches.items()
+        }
+
+    def install(self, runner) -> None:
+        selected = self.selected()
+        self.params = {name: [] for name in selected}
+        for opt in optimizers_of(runner):
+            owned = {id(p) for g in opt.param_groups for p in g['params']}
+            # each optimizer modulates the parameters it steps
+            params = {
+                name: [p for p in params if id(p) in owned]
+                for name, params in selected.items()
+            }
+            for name, own in params.items():
+                self.params[name] += own
+
+            def pre_hook(optimizer, args, kwargs, params=params):
+                self.apply(params)
+
+            self._handles.append(opt.register_step_pre_hook(pre_hook))
+
+    @torch.no_grad()
+    def apply(self, params: Dict[str, List[torch.Tensor]]) -> None:
+        """Modulate the gradients of ``params`` (``{modality: [parameter]}``)."""
+        if not self.active:
+            return
+        weights = {name: self.weight_of(name) for name in params}
+        for name, group in params.items():
+            k = weights[name]
+            grads = [p.grad for p in group if p.grad is not None]
+            if k is None or not grads:
+                continue
+            stds = None
+            if self.noise is not None:  # of the gradient before scaling
+                stds = [g.std() if g.numel() > 1 else g.new_zeros(()) for g in grads]
+            if k != 1.0:
+                torch._foreach_mul_(grads, float(k))
+            if stds is not None:
+                for grad, std in zip(grads, stds):
+                    draw = torch.randn(
+                        grad.shape,
+                        generator=self.noise(grad.device),
+                        device=grad.device,
+                        dtype=grad.dtype)
+                    grad.add_(draw.mul_(std))

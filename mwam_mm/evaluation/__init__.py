@@ -1,10 +1,22 @@
+from .degradations import (DEGRADATIONS, SEVERITIES, ModalityDegradation,
+                           ModalityGaussianBlur, ModalityGaussianNoise,
+                           ModalityLowLight, ModalityOverExposure, ModalityShift,
+                           degradation_pipeline, degradation_plan, register_degradation,
+                           summarize_degradations)
 from .kaist_metric import KAISTMissRate
-from .robustness import (SCENARIOS, bar_chart, blanking_pipeline, evaluate_scenarios,
-                         evaluate_subsets, markdown_table, subset_name, summarize,
-                         write_report)
+from .robustness import (SCENARIOS, SplitMetric, bar_chart, blanking_pipeline,
+                         collapse_rate, evaluate_robustness, evaluate_scenarios,
+                         evaluate_subsets, find_day_night_splits, markdown_table,
+                         subset_name, summarize, write_report)
 
+# the leaderboard (variants, runs, statistics, writers) is imported as
+# mwam_mm.evaluation.leaderboard; its names are not repeated here
 __all__ = [
-    'KAISTMissRate', 'SCENARIOS', 'bar_chart', 'blanking_pipeline',
-    'evaluate_scenarios', 'evaluate_subsets', 'markdown_table', 'subset_name',
+    'DEGRADATIONS', 'SEVERITIES', 'ModalityDegradation', 'ModalityGaussianBlur',
+    'ModalityGaussianNoise', 'ModalityLowLight', 'ModalityOverExposure',
+    'ModalityShift', 'degradation_pipeline', 'degradation_plan', 'register_degradation',
+    'summarize_degradations', 'KAISTMissRate', 'SCENARIOS', 'SplitMetric', 'bar_chart',
+    'blanking_pipeline', 'collapse_rate', 'evaluate_robustness', 'evaluate_scenarios',
+    'evaluate_subsets', 'find_day_night_splits', 'markdown_table', 'subset_name',
     'summarize', 'write_report'
 ]

@@ -24,10 +24,11 @@ The contract, used by the hooks of :mod:`mwam_mm.engine`:
   ``'view'``. While set, ``loss()`` adds, for every modality ``m``, a detached
   0-dim tensor ``modality_score_<m>`` and a detached 0-dim tensor
   ``modality_count_<m>`` to the returned dict: the *sum* over the batch's scoring
-  units (detection: RetinaNet's positive anchors, Faster R-CNN's sampled RoIs
-  whose label is foreground... see each model) of the unimodal probability of the
-  ground-truth class, and the number of units, so that a hook can all-reduce both
-  and take the mean. The keys contain no ``'loss'``: mmengine only logs them.
+  units (RetinaNet-type heads: the positive anchors; Faster R-CNN: the RoI head's
+  sampled RoIs with their labels, background included; segmentation: the labelled
+  pixels) of the unimodal probability of the ground-truth class, and the number
+  of units, so that a hook can all-reduce both and take the mean. The keys
+  contain no ``'loss'``: mmengine only logs them.
 - :meth:`modality_predictions` (inference mode, no gradient): per image and per
   source (``'fused'`` and each modality), the class probabilities of the same
   scoring units, for BTW's per-image KL divergence.
@@ -70,7 +71,9 @@ class ModalityOutputsMixin:
         raise NotImplementedError
 
     @torch.no_grad()
-    def modality_predictions(self, batch_inputs: torch.Tensor, batch_data_samples,
+    def modality_predictions(self,
+                             batch_inputs: torch.Tensor,
+                             batch_data_samples,
                              source: str = 'view',
                              top_k: int = 100) -> Dict[str, List[torch.Tensor]]:
         """Class probabilities per image of the same scoring units for the fused

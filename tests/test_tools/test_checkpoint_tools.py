@@ -15,7 +15,7 @@ from tests.helpers.configs import tiny_config
 
 SYNTHETIC = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
 SUMMARY = (r'(?s)checkpoint .*other_config\.pth does not fit the model '
-           r'RetinaNet.*missing: \d+ .*unexpected: \d+ .*'
+           r'RGBTSingleStageDetector.*missing: \d+ .*unexpected: \d+ .*'
            r'mis-shaped: \d+ ')
 
 

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.conftest import ROOT
@@ -141,22 +142,27 @@ def test_demo_smoke_run(tmp_path):
     out = run([
         'tools/demo.py', '--work-dir', work, '--data-root',
         str(tmp_path / 'data'), '--max-iters', '2', '--num-train', '8', '--num-test',
-        '4', '--width', '96', '--height', '80', '--batch-size', '2', '--variants',
-        'baseline', 'moddrop-mwam'
+        '4', '--width', '96', '--height', '80', '--batch-size', '2', '--seeds', '0',
+        '--variants', 'baseline', 'moddrop-mwam', 'unimodal-thermal'
     ])
     assert out.returncode == 0, out.stderr[-3000:]
-    report = json.load(open(osp.join(work, 'report.json')))
-    assert list(report['scenarios']) == ['blank', 'missing']
-    for per_variant in report['scenarios'].values():
-        assert list(per_variant) == ['baseline', 'moddrop-mwam']
-        for summary in per_variant.values():
-            assert set(summary['scores']) == {'rgb+thermal', 'rgb', 'thermal'}
-    assert 'mwam_k_rgb' in report['mwam_second_half_means']['moddrop-mwam']
+    board = json.load(open(osp.join(work, 'leaderboard.json')))
+    assert board['scenarios'] == ['blank', 'missing']
+    assert list(board['variants']) == ['baseline', 'moddrop-mwam', 'unimodal-thermal']
     for variant in ('baseline', 'moddrop-mwam'):
-        assert set(report['grad_norm_second_half_means'][variant]) == {
-            'grad_norm_rgb', 'grad_norm_thermal'
-        }
-    for name in ('report.md', 'robustness.png', 'mwam_weights.png'):
+        for scenario in board['scenarios']:
+            entry = board['variants'][variant]['scenarios'][scenario]
+            assert set(entry['scores']) == {'rgb+thermal', 'rgb', 'thermal'}
+            # the thermal-only score read against the thermal ceiling
+            fraction = entry['fraction_of_ceiling']['thermal']
+            ceiling = board['ceilings']['thermal'][scenario]['mean']
+            own = entry['scores']['thermal']['mean']
+            assert fraction == (pytest.approx(own / ceiling) if ceiling else None)
+    means = json.load(open(osp.join(work, 'second_half_means.json')))
+    assert 'mwam_k_rgb' in means['moddrop-mwam']
+    for variant in ('baseline', 'moddrop-mwam'):
+        assert {'grad_norm_rgb', 'grad_norm_thermal'} <= set(means[variant])
+    for name in ('leaderboard.md', 'leaderboard.png', 'mwam_weights.png'):
         assert osp.getsize(osp.join(work, name)) > 100
-    assert '| baseline | blank |' in out.stdout
-    assert '| moddrop-mwam | missing |' in out.stdout
+    assert '| baseline |' in out.stdout
+    assert '| unimodal-thermal (ceiling) |' in out.stdout

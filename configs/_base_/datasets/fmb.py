@@ -17,7 +17,12 @@ train_pipeline = [
         type='PerModality',
         modality='rgb',
         transforms=[dict(type='PhotoMetricDistortion')]),
-    dict(type='PackSegInputs')
+    dict(
+        type='PackSegInputs',
+        # sample_idx: per-sample state of training hooks (BTW's weights)
+        meta_keys=('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape',
+                   'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label',
+                   'sample_idx'))
 ]
 test_pipeline = [
     dict(type='LoadRGBTImagePair'),

@@ -16,7 +16,11 @@ train_pipeline = [
         type='PerModality',
         modality='rgb',
         transforms=[dict(type='PhotoMetricDistortion')]),
-    dict(type='PackDetInputs')
+    dict(
+        type='PackDetInputs',
+        # sample_idx: per-sample state of training hooks (BTW's weights)
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                   'flip', 'flip_direction', 'sample_idx'))
 ]
 test_pipeline = [
     dict(type='LoadRGBTImagePair', backend_args=backend_args),

@@ -1,8 +1,11 @@
 # mmdet's Faster R-CNN on two ResNet-18 streams (RGB + 1-channel thermal), trained
 # from scratch; see retinanet_dual-r18_fpn.py for local pretrained weights.
+# RGBTTwoStageDetector: mmdet's FasterRCNN (TwoStageDetector) with the defaults, plus
+# per-modality scores and, with aux_loss_weight > 0, auxiliary RoI box heads.
 _base_ = 'mmdet::_base_/models/faster-rcnn_r50_fpn.py'
 
 model = dict(
+    type='RGBTTwoStageDetector',
     data_preprocessor=dict(
         _delete_=True, type='RGBTDetDataPreprocessor', pad_size_divisor=32),
     backbone=dict(

@@ -3,9 +3,12 @@
 # init_cfg=dict(type='Pretrained', checkpoint='/path/to/resnet18.pth') in
 # model.backbone.streams; nothing is downloaded (the model-zoo init of mmdet's base
 # backbone goes with _delete_).
+# RGBTSingleStageDetector: mmdet's RetinaNet (SingleStageDetector) with the defaults,
+# plus per-modality scores and, with aux_loss_weight > 0, auxiliary heads.
 _base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
 
 model = dict(
+    type='RGBTSingleStageDetector',
     data_preprocessor=dict(
         _delete_=True, type='RGBTDetDataPreprocessor', pad_size_divisor=32),
     backbone=dict(

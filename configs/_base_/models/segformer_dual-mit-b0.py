@@ -4,6 +4,9 @@
 _base_ = 'mmseg::_base_/models/segformer_mit-b0.py'
 
 model = dict(
+    # mmseg's EncoderDecoder plus per-modality outputs; with aux_loss_weight > 0
+    # an auxiliary decode head per modality (RSC), see RGBTEncoderDecoder
+    type='RGBTEncoderDecoder',
     data_preprocessor=dict(
         _delete_=True, type='RGBTSegDataPreprocessor', size_divisor=32),
     backbone=dict(

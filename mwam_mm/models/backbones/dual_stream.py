@@ -10,8 +10,8 @@ from mmengine.registry import MODELS
 
 from ...modality import LayoutLike, ModalityLayout
 from ...presence import current_batch_presence
-from ..grad_scale import scale_gradient
 from ...registry_utils import build_from_registry
+from ..grad_scale import scale_gradient
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -143,14 +143,17 @@ class DualStreamBackbone(BaseModule):
                 MODELS, fusion, channels=c, num_modalities=len(self.layout))
             for c in self.out_channels
         ])
-        self.missing_substitute = build_from_registry(MODELS, missing_substitute)
+        self.missing_substitute = build_from_registry(
+            MODELS, missing_substitute,
+            **self._context_args(missing_substitute, self.out_channels))
         self._fusion_takes_presence = [
             'presence' in inspect.signature(f.forward).parameters for f in self.fusions
         ]
         self.adapters = None
         if stream_adapter is not None:
             self.adapters = ModuleDict({
-                name: build_from_registry(
+                name:
+                build_from_registry(
                     MODELS, stream_adapter, channels=list(self.out_channels))
                 for name in self.used
             })
@@ -167,6 +170,18 @@ class DualStreamBackbone(BaseModule):
         if self.freeze_streams:  # frozen norm statistics too
             self.streams.eval()
         return self
+
+    def _context_args(self, cfg: dict, channels: List[int]) -> dict:
+        """``channels`` (per level) and ``modalities`` (layout names) for a
+        registered class whose ``__init__`` takes them (a learned substitute)."""
+        cls = cfg.get('type')
+        if isinstance(cls, str):
+            cls = MODELS.get(cls)
+        if cls is None or not inspect.isclass(cls):
+            return {}
+        params = inspect.signature(cls.__init__).parameters
+        args = dict(channels=list(channels), modalities=list(self.layout.names))
+        return {k: v for k, v in args.items() if k in params and k not in cfg}
 
     @staticmethod
     def _as_tuple(outs) -> tuple:
@@ -311,18 +326,18 @@ class DualStreamBackbone(BaseModule):
         if weights is not None:
             batch = next(iter(outs.values()))[0].shape[0]
             if tuple(weights.shape) != (batch, len(self.layout)):
-                raise ValueError(
-                    f'DualStreamBackbone: sample_weights has shape '
-                    f'{tuple(weights.shape)}, the batch needs {(batch, len(self.layout))}'
-                    f' (samples x modalities {self.layout.names})')
+                raise ValueError('DualStreamBackbone: sample_weights has shape '
+                                 f'{tuple(weights.shape)}, the batch needs '
+                                 f'{(batch, len(self.layout))} (samples x modalities '
+                                 f'{self.layout.names})')
         balanced = {}
         for index, (name, levels) in enumerate(outs.items()):
             if scale != 1.0:
                 levels = tuple(scale_gradient(level, scale) for level in levels)
             if weights is not None:
                 w = weights[:, index].to(levels[0])
-                levels = tuple(
-                    level * w.view(-1, *([1] * (level.dim() - 1))) for level in levels)
+                levels = tuple(level * w.view(-1, *([1] * (level.dim() - 1)))
+                               for level in levels)
             balanced[name] = levels
         return balanced
 

@@ -1,80 +1,525 @@
-"""Single-stage detector with auxiliary per-modality heads."""
-import copy
-from typing import Optional
+"""Single-stage RGB-T detector: per-modality outputs and RSC's auxiliary heads.
 
+:class:`RGBTDetectorMixin` holds what both RGB-T detectors share (argument checks,
+the streams/fusion path, the unimodal views, the backbone's extra losses);
+:class:`RGBTSingleStageDetector` is the single-stage one (RetinaNet and the other
+anchor heads), :class:`~mwam_mm.models.RGBTTwoStageDetector` the two-stage one.
+"""
+import copy
+import math
+import numbers
+from contextlib import contextmanager
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmdet.models.dense_heads import AnchorHead
+from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.models.detectors import SingleStageDetector
+from mmdet.models.utils import images_to_levels, multi_apply, unpack_gt_instances
+from mmdet.structures.bbox import cat_boxes
 from mmengine.model import ModuleDict
 from mmengine.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...registry_utils import build_from_registry
+from ..modality_outputs import ModalityOutputsMixin, check_source
+
+AUX_HEAD_MODES = ('separate', 'shared')
+_STREAM_API = ('layout', 'forward_streams', 'resolve_presence', 'replace_missing',
+               'fuse')
+
+
+@contextmanager
+def frozen_norm_statistics(module: nn.Module):
+    """Batch-norm layers in training mode keep normalising with the batch's
+    statistics but do not update their running statistics inside the block.
+
+    The unimodal views are extra forwards of the fusion, neck and head: they must
+    not pull the running statistics (used at test time) towards single-modality
+    inputs.
+
+    Args:
+        module (nn.Module): Every ``_BatchNorm`` inside it is affected.
+    """
+    changed = []
+    for layer in module.modules():
+        if isinstance(layer, _BatchNorm) and layer.training \
+                and layer.track_running_stats:
+            # training + track_running_stats=False: batch statistics, no update
+            layer.track_running_stats = False
+            changed.append(layer)
+    try:
+        yield
+    finally:
+        for layer in changed:
+            layer.track_running_stats = True
+
+
+def check_aux_arguments(owner: str, aux_loss_weight, aux_heads) -> float:
+    """``aux_loss_weight`` as a float, after checking both arguments.
+
+    Args:
+        owner (str): The detector's name, for the messages.
+        aux_loss_weight (float): lambda; a finite number >= 0.
+        aux_heads (str): ``'separate'`` or ``'shared'``.
+    """
+    if isinstance(aux_loss_weight, bool) or not isinstance(
+            aux_loss_weight,
+            numbers.Real) or not math.isfinite(aux_loss_weight) or aux_loss_weight < 0:
+        raise ValueError(
+            f'{owner}: aux_loss_weight must be a finite number >= 0 (0 builds no '
+            f'auxiliary heads), got {aux_loss_weight!r}')
+    if aux_heads not in AUX_HEAD_MODES:
+        raise ValueError(
+            f'{owner}: aux_heads={aux_heads!r} is not one of {AUX_HEAD_MODES}: '
+            "'separate' builds a copy of the head per modality, 'shared' applies "
+            "the detector's own head to each modality's features")
+    return float(aux_loss_weight)
+
+
+class RGBTDetectorMixin(ModalityOutputsMixin):
+    """What the RGB-T detectors share: the auxiliary-head options, the streams and
+    fusion computed once, the unimodal views, the backbone's extra losses.
+
+    Attributes:
+        aux_loss_weight (float): lambda, the weight of the auxiliary losses (may be
+            changed during training, e.g. by a hook; the heads exist iff it was
+            > 0 at construction).
+        aux_head_mode (str): ``'separate'`` or ``'shared'``.
+        aux_heads (ModuleDict or None): The separate auxiliary heads per used
+            modality, else None.
+    """
+
+    def _init_aux(self, aux_loss_weight, aux_heads) -> None:
+        owner = type(self).__name__
+        self.aux_loss_weight = check_aux_arguments(owner, aux_loss_weight, aux_heads)
+        self.aux_head_mode = aux_heads
+        self.with_aux = self.aux_loss_weight > 0
+        self.aux_heads = None
+        if self.with_aux:
+            self._check_stream_backbone('auxiliary heads (aux_loss_weight > 0)')
+
+    # the contract of ModalityOutputsMixin ---------------------------------
+    def has_modality_heads(self) -> bool:
+        """Whether auxiliary per-modality heads exist (``aux_loss_weight > 0`` at
+        construction, separate or shared)."""
+        return self.with_aux
+
+    def _check_stream_backbone(self, what: str) -> None:
+        missing = [a for a in _STREAM_API if not hasattr(self.backbone, a)]
+        if missing:
+            raise TypeError(
+                f'{type(self).__name__}: {what} need a backbone with per-modality '
+                f'streams ({", ".join(_STREAM_API)}), such as DualStreamBackbone; '
+                f'{type(self.backbone).__name__} has no {missing}')
+
+    @property
+    def modality_names(self) -> List[str]:
+        """The modalities with outputs: the layout's, less the backbone's
+        ``ignore_modalities`` (their streams do not exist; their features are
+        zeros, so a head on them would learn nothing)."""
+        backbone = self.backbone
+        return list(getattr(backbone, 'used', backbone.layout.names))
+
+    def _scores_source(self) -> Optional[str]:
+        source = self.modality_scores_source
+        if source is None:
+            return None
+        if source == 'auto':
+            raise ValueError(
+                f"{type(self).__name__}.modality_scores_source='auto': resolve it "
+                "with mwam_mm.models.check_source first ('aux' or 'view')")
+        source = check_source(source, self,
+                              f'{type(self).__name__}.modality_scores_source')
+        self._check_stream_backbone('per-modality scores')
+        return source
+
+    def _check_prediction_args(self, source: str, top_k) -> str:
+        owner = f'{type(self).__name__}.modality_predictions'
+        if source == 'auto':
+            raise ValueError(f"{owner}: resolve source='auto' with "
+                             "mwam_mm.models.check_source ('aux' or 'view')")
+        source = check_source(source, self, owner)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f'{owner}: top_k must be an int >= 1, got {top_k!r}')
+        self._check_stream_backbone('per-modality predictions')
+        return source
+
+    # features ----------------------------------------------------------------
+    def _neck(self, feats: tuple) -> tuple:
+        return self.neck(feats) if self.with_neck else feats
+
+    def _streams_and_fused(self, batch_inputs: torch.Tensor) -> Tuple[dict, tuple]:
+        """Each stream's own outputs and the fused features after the neck: the
+        backbone's forward, with the streams kept (computed once)."""
+        backbone = self.backbone
+        presence = backbone.resolve_presence(None, batch_inputs.shape[0],
+                                             batch_inputs.device)
+        streams = backbone.forward_streams(batch_inputs)
+        fused = backbone.fuse(backbone.replace_missing(streams, presence), presence)
+        return streams, self._neck(fused)
+
+    def _view(self, streams: dict, name: str) -> tuple:
+        """Modality ``name``'s unimodal view after the neck, with gradient."""
+        backbone = self.backbone
+        names = backbone.layout.names
+        first = next(iter(streams.values()))[0]
+        only = torch.zeros(
+            first.shape[0], len(names), dtype=torch.bool, device=first.device)
+        only[:, names.index(name)] = True
+        return self._neck(backbone.fuse(backbone.replace_missing(streams, only), only))
+
+    def _views(self, streams: dict) -> Dict[str, tuple]:
+        """Each used modality's unimodal view after the neck, without gradient:
+        the fusion's output with only that modality present (the others replaced
+        as known-missing), the model's own missing-modality view."""
+        backbone = self.backbone
+        names = backbone.layout.names
+        batch = next(iter(streams.values()))[0].shape[0]
+        device = next(iter(streams.values()))[0].device
+        views = {}
+        with torch.no_grad(), frozen_norm_statistics(self):
+            for name in self.modality_names:
+                only = torch.zeros(batch, len(names), dtype=torch.bool, device=device)
+                only[:, names.index(name)] = True
+                views[name] = self._neck(
+                    backbone.fuse(backbone.replace_missing(streams, only), only))
+            # the view forwards re-ran the substitute's loss without gradient:
+            # drop it, the real one was taken before
+            self._pop_extra_losses()
+        return views
+
+    # losses ------------------------------------------------------------------
+    def _pop_extra_losses(self) -> dict:
+        pop = getattr(self.backbone, 'pop_extra_losses', None)
+        return dict(pop()) if pop is not None else {}
+
+    def _add_extra_losses(self, losses: dict, extra: dict) -> dict:
+        clash = sorted(set(extra) & set(losses))
+        if clash:
+            raise KeyError(
+                f'{type(self).__name__}: the backbone\'s extra losses {clash} have '
+                'the names of detector losses; rename them in the substitute')
+        losses.update(extra)
+        return losses
+
+    def _add_aux_losses(self, losses: dict, aux: dict, name: str) -> None:
+        """``aux``'s entries with the modality as suffix, losses times lambda."""
+        weight = self.aux_loss_weight
+        for key, value in aux.items():
+            if 'loss' in key:
+                value = [v * weight
+                         for v in value] if isinstance(value,
+                                                       (list,
+                                                        tuple)) else value * weight
+            losses[f'{key}_{name}'] = value
+
+    @staticmethod
+    def _score_entries(name: str, probs: torch.Tensor) -> dict:
+        """``modality_score_<m>`` (sum of the gt-class probabilities) and
+        ``modality_count_<m>`` (float: mmengine logs every entry by its mean)."""
+        probs = probs.detach().float()
+        return {
+            f'modality_score_{name}': probs.sum(),
+            f'modality_count_{name}': probs.new_tensor(float(probs.numel())),
+        }
+
+
+def _anchor_head_supported(head: nn.Module) -> bool:
+    """An AnchorHead whose targets and loss are mmdet's: the targets can be
+    computed once and shared by every head (RetinaHead, SSD-style heads ...)."""
+    cls = type(head)
+    return (isinstance(head, AnchorHead) and cls.get_targets is AnchorHead.get_targets
+            and cls.loss_by_feat is AnchorHead.loss_by_feat
+            and cls.loss is BaseDenseHead.loss)
+
+
+def _flat_scores(head: nn.Module, cls_scores: List[torch.Tensor]) -> torch.Tensor:
+    """``(N, A, C')`` logits, anchors in the order of the head's targets (level,
+    then location, then anchor)."""
+    batch = cls_scores[0].shape[0]
+    return torch.cat([
+        score.permute(0, 2, 3, 1).reshape(batch, -1, head.cls_out_channels)
+        for score in cls_scores
+    ],
+                     dim=1)
 
 
 @MODELS.register_module()
-class RGBTSingleStageDetector(SingleStageDetector):
-    """A single-stage detector (RetinaNet, FCOS, ...) on a dual-stream backbone,
-    optionally with one auxiliary head per modality.
+class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
+    """A single-stage detector (RetinaNet, SSD-style anchor heads, FCOS ...) on a
+    dual-stream backbone, with per-modality outputs and, optionally, one
+    auxiliary head per modality (RSC).
 
-    With ``aux_loss_weight > 0``, training computes the streams once, the fused
-    features give the detector's usual losses, and each modality's own features go
-    through the shared neck into an auxiliary copy of ``bbox_head``; its losses are
-    reported with the modality as suffix (``loss_cls_rgb``, ``loss_bbox_thermal``),
-    scaled by ``aux_loss_weight``. That is the naming contract of
-    :class:`mwam_mm.engine.MWAMHook`'s ``'loss'`` and ``'hybrid'`` modes, and the
-    per-modality signal RSC-MD- and OGM-GE-style methods need. Inference uses the
-    fused path only: the auxiliary heads cost nothing at test time. The auxiliary
-    heads see each stream's own features, also for samples where the fused path
-    replaces them as missing.
+    With the defaults it is mmdet's ``SingleStageDetector`` (what ``RetinaNet``
+    is): same losses, same predictions, same checkpoints.
+
+    **Auxiliary heads** (``aux_loss_weight > 0``): training computes the streams
+    once; the fused features give the detector's usual losses, and each modality's
+    own stream features go through the shared neck into its auxiliary head: a
+    separate copy of ``bbox_head`` built from its config (``aux_heads='separate'``)
+    or the detector's own ``bbox_head`` (``'shared'``, with gradient). Their
+    losses are reported with the modality as suffix (``loss_cls_rgb``,
+    ``loss_bbox_thermal``), scaled by ``aux_loss_weight``: the naming contract of
+    :class:`mwam_mm.engine.MWAMHook`'s ``'loss'`` mode. The auxiliary heads take
+    the streams' own features, before the backbone's ``fused_grad_scale`` (RSC-MD's
+    modality decoupling scales only the fused path's gradient into the streams),
+    also for samples the fused path treats as missing. Inference uses the fused
+    path only: the auxiliary heads cost nothing at test time. Modalities in the
+    backbone's ``ignore_modalities`` get no auxiliary head and no score.
+
+    **Scores** (:class:`~mwam_mm.models.ModalityOutputsMixin`): while
+    ``modality_scores_source`` is ``'aux'`` or ``'view'``, ``loss()`` adds
+    ``modality_score_<m>`` / ``modality_count_<m>``: the scoring units are the
+    positive anchors of the head's own target assignment (computed once: anchors
+    and ground truth are the same for every head, and also shared by the fused and
+    auxiliary losses), the probability is the sigmoid of the ground-truth class's
+    logit (softmax at the label for a softmax head). This needs an ``AnchorHead``
+    whose ``get_targets``/``loss_by_feat`` are mmdet's (RetinaHead is); other heads
+    train as usual but cannot give scores.
 
     Args:
-        aux_loss_weight (float): Weight of the auxiliary losses; 0 (default) builds
-            no auxiliary heads and the detector is the plain one.
+        aux_loss_weight (float): lambda, weight of the auxiliary losses; 0
+            (default) builds no auxiliary heads.
+        aux_heads (str): ``'separate'`` (default) or ``'shared'``.
+        aux_input (str): What each auxiliary head sees: ``'stream'`` (default,
+            RSC: the modality's own stream features through the neck) or
+            ``'view'`` (ours: the fusion's output with only that modality
+            present, the model's own missing-modality view, with gradient).
+            With ``aux_heads='shared'``, ``'view'`` trains the detector on every
+            single-modality input of every sample, next to the full one: all of
+            modality dropout's subsets at once, without dropping the full one.
         **kwargs: Arguments of ``SingleStageDetector`` (``backbone``, ``neck``,
-            ``bbox_head``, ``train_cfg``, ``test_cfg``, ``data_preprocessor``).
+            ``bbox_head``, ``train_cfg``, ``test_cfg``, ``data_preprocessor``,
+            ``init_cfg``).
     """
 
     def __init__(self,
                  *args,
                  aux_loss_weight: float = 0.0,
+                 aux_heads: str = 'separate',
+                 aux_input: str = 'stream',
                  bbox_head: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  **kwargs):
+        head_cfg = copy.deepcopy(bbox_head)
         super().__init__(
             *args,
             bbox_head=bbox_head,
             train_cfg=train_cfg,
             test_cfg=test_cfg,
             **kwargs)
-        self.aux_loss_weight = float(aux_loss_weight)
-        self.aux_heads = None
-        if self.aux_loss_weight > 0:
-            if not hasattr(self.backbone, 'forward_streams'):
-                raise TypeError(
-                    'RGBTSingleStageDetector: auxiliary heads need a backbone with '
-                    'forward_streams() and fuse(), such as DualStreamBackbone; got '
-                    f'{type(self.backbone).__name__}')
-            head = copy.deepcopy(bbox_head)
-            head.update(train_cfg=train_cfg, test_cfg=test_cfg)
+        self._init_aux(aux_loss_weight, aux_heads)
+        if aux_input not in ('stream', 'view'):
+            raise ValueError(f"{type(self).__name__}: aux_input must be 'stream' or "
+                             f"'view', got {aux_input!r}")
+        self.aux_input = aux_input
+        if self.with_aux and aux_heads == 'separate':
+            head_cfg.update(train_cfg=train_cfg, test_cfg=test_cfg)
             self.aux_heads = ModuleDict({
-                name: MODELS.build(copy.deepcopy(head))
-                for name in self.backbone.layout.names
+                name:
+                build_from_registry(MODELS, copy.deepcopy(head_cfg))
+                for name in self.modality_names
             })
 
-    def loss(self, batch_inputs, batch_data_samples) -> dict:
-        if self.aux_heads is None:
-            return super().loss(batch_inputs, batch_data_samples)
-        backbone = self.backbone
-        presence = backbone.resolve_presence(None, batch_inputs.shape[0],
-                                             batch_inputs.device)
-        streams = backbone.forward_streams(batch_inputs)
-        fused = backbone.fuse(backbone.replace_missing(streams, presence), presence)
-        neck = self.neck if self.with_neck else (lambda feats: feats)
-        losses = self.bbox_head.loss(neck(fused), batch_data_samples)
-        for name, feats in streams.items():
-            aux = self.aux_heads[name].loss(neck(feats), batch_data_samples)
-            for key, value in aux.items():
-                if 'loss' in key:
-                    value = ([v * self.aux_loss_weight
-                              for v in value] if isinstance(value,
-                                                            (list, tuple)) else value *
-                             self.aux_loss_weight)
-                losses[f'{key}_{name}'] = value
-        return losses
+    def _aux_head(self, name: str) -> nn.Module:
+        return self.bbox_head if self.aux_heads is None else self.aux_heads[name]
+
+    # targets and losses --------------------------------------------------------
+    def _check_scores_head(self) -> None:
+        if not _anchor_head_supported(self.bbox_head):
+            raise TypeError(
+                f'{type(self).__name__}: per-modality scores need an AnchorHead '
+                '(e.g. RetinaHead) whose get_targets, loss_by_feat and loss are '
+                f"mmdet's, to score the positive anchors; "
+                f'{type(self.bbox_head).__name__} is not one. Use such a head, or '
+                'leave modality_scores_source unset')
+
+    def _anchor_targets(self, cls_scores: List[torch.Tensor], gt: tuple) -> dict:
+        """The head's own targets, once for every head (AnchorHead.loss_by_feat's
+        first half)."""
+        head = self.bbox_head
+        gts, ignores, metas = gt
+        sizes = [score.shape[-2:] for score in cls_scores]
+        if len(sizes) != head.prior_generator.num_levels:
+            raise RuntimeError(
+                f'{type(self).__name__}: the head gave {len(sizes)} levels, its '
+                f'anchor generator has {head.prior_generator.num_levels}')
+        anchor_list, valid_list = head.get_anchors(
+            sizes, metas, device=cls_scores[0].device)
+        (labels, label_weights, bbox_targets, bbox_weights,
+         avg_factor) = head.get_targets(
+             anchor_list, valid_list, gts, metas, batch_gt_instances_ignore=ignores)
+        num_level_anchors = [anchors.size(0) for anchors in anchor_list[0]]
+        anchors = images_to_levels([cat_boxes(a) for a in anchor_list],
+                                   num_level_anchors)
+        return dict(
+            anchors=anchors,
+            labels=labels,
+            label_weights=label_weights,
+            bbox_targets=bbox_targets,
+            bbox_weights=bbox_weights,
+            avg_factor=avg_factor)
+
+    @staticmethod
+    def _anchor_loss(head: nn.Module, outs: tuple, targets: dict) -> dict:
+        """AnchorHead.loss_by_feat's second half, on shared targets."""
+        cls_scores, bbox_preds = outs[:2]
+        losses_cls, losses_bbox = multi_apply(
+            head.loss_by_feat_single,
+            cls_scores,
+            bbox_preds,
+            targets['anchors'],
+            targets['labels'],
+            targets['label_weights'],
+            targets['bbox_targets'],
+            targets['bbox_weights'],
+            avg_factor=targets['avg_factor'])
+        return dict(loss_cls=losses_cls, loss_bbox=losses_bbox)
+
+    def _positive_probs(self, head: nn.Module, cls_scores: List[torch.Tensor],
+                        targets: dict) -> torch.Tensor:
+        """The probability of the ground-truth class at each positive anchor."""
+        logits = _flat_scores(head, cls_scores)
+        labels = torch.cat(targets['labels'], dim=1)
+        positive = (labels >= 0) & (labels < head.num_classes)
+        logits, labels = logits[positive], labels[positive]
+        if head.use_sigmoid_cls:
+            chosen = logits.gather(1, labels[:, None]).squeeze(1)
+            return chosen.sigmoid()
+        return logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
+
+    def loss(self, batch_inputs: torch.Tensor, batch_data_samples) -> dict:
+        """The detector's losses, the auxiliary ones (``*_<modality>``), the
+        per-modality scores while ``modality_scores_source`` is set, and the
+        backbone's extra losses."""
+        source = self._scores_source()
+        if not self.with_aux and source is None:
+            losses = super().loss(batch_inputs, batch_data_samples)
+            return self._add_extra_losses(losses, self._pop_extra_losses())
+        if source is not None:
+            self._check_scores_head()
+        streams, fused = self._streams_and_fused(batch_inputs)
+        extra = self._pop_extra_losses()
+        head = self.bbox_head
+        # an AnchorHead of mmdet's kind: targets once, shared by every head;
+        # any other head: its own loss(), as in the stock detector
+        shared_targets = _anchor_head_supported(head)
+        if shared_targets:
+            outs = head(fused)
+            targets = self._anchor_targets(outs[0],
+                                           unpack_gt_instances(batch_data_samples))
+            losses = self._anchor_loss(head, outs, targets)
+        else:
+            losses = head.loss(fused, batch_data_samples)
+        aux_scores = {}
+        if self.with_aux:
+            for name in self.modality_names:
+                aux_head = self._aux_head(name)
+                feats = (
+                    self._view(streams, name)
+                    if self.aux_input == 'view' else self._neck(streams[name]))
+                if shared_targets:
+                    aux_outs = aux_head(feats)
+                    aux_scores[name] = aux_outs[0]
+                    aux = self._anchor_loss(aux_head, aux_outs, targets)
+                else:
+                    aux = aux_head.loss(feats, batch_data_samples)
+                self._add_aux_losses(losses, aux, name)
+            if self.aux_input == 'view':
+                self._pop_extra_losses()  # the views' repeats of the substitute's
+        if source is not None:
+            if source == 'view':
+                views = self._views(streams)
+                with torch.no_grad(), frozen_norm_statistics(self):
+                    scores = {m: head(views[m])[0] for m in self.modality_names}
+            else:
+                scores = aux_scores
+            for name in self.modality_names:
+                probs = self._positive_probs(
+                    self._aux_head(name) if source == 'aux' else head, scores[name],
+                    targets)
+                losses.update(self._score_entries(name, probs))
+        return self._add_extra_losses(losses, extra)
+
+    # predictions ---------------------------------------------------------------
+    def _unit_probs(self, head: nn.Module,
+                    cls_scores: List[torch.Tensor]) -> torch.Tensor:
+        """``(N, A, C + 1)`` class probabilities per anchor, background last.
+
+        A sigmoid head scores each class independently; its rows get a
+        background column ``prod_c (1 - p_c)`` (no class present, under the
+        head's own independence) and are renormalised to sum to 1. With one class
+        this is exactly ``(p, 1 - p)``. A softmax head's rows are its softmax.
+        """
+        logits = _flat_scores(head, cls_scores).float()
+        if not head.use_sigmoid_cls:
+            return logits.softmax(dim=-1)
+        probs = logits.sigmoid()
+        # log(1 - sigmoid(z)) = logsigmoid(-z): exact for confident logits
+        background = F.logsigmoid(-logits).sum(dim=-1, keepdim=True).exp()
+        rows = torch.cat([probs, background], dim=-1)
+        return rows / rows.sum(dim=-1, keepdim=True)
+
+    def _fused_confidence(self, head: nn.Module,
+                          cls_scores: List[torch.Tensor]) -> torch.Tensor:
+        """``(N, A)``: the highest foreground class probability per anchor, as
+        the head's own prediction ranks anchors."""
+        logits = _flat_scores(head, cls_scores).float()
+        if head.use_sigmoid_cls:
+            return logits.sigmoid().max(dim=-1).values
+        return logits.softmax(dim=-1)[..., :head.num_classes].max(dim=-1).values
+
+    @torch.no_grad()
+    def modality_predictions(self,
+                             batch_inputs: torch.Tensor,
+                             batch_data_samples,
+                             source: str = 'view',
+                             top_k: int = 100) -> Dict[str, List[torch.Tensor]]:
+        """Class probabilities of each image's ``top_k`` anchors by fused
+        confidence (highest foreground class probability), fused and per used
+        modality; ``(K, num_classes + 1)`` rows summing to 1, background last
+        (sigmoid heads: see :meth:`_unit_probs`). Runs in the model's current
+        mode (call it under ``model.eval()`` for the test-time behaviour); norm
+        running statistics are never updated.
+
+        Args:
+            batch_inputs (Tensor): The preprocessed batch.
+            batch_data_samples (list): Its data samples (unused here).
+            source (str): ``'aux'`` or ``'view'``.
+            top_k (int): Anchors kept per image.
+
+        Returns:
+            dict[str, list[Tensor]]: ``{'fused': [...], '<modality>': [...]}``.
+        """
+        source = self._check_prediction_args(source, top_k)
+        head = self.bbox_head
+        if not all(hasattr(head, a) for a in ('cls_out_channels', 'use_sigmoid_cls')):
+            raise TypeError(
+                f'{type(self).__name__}.modality_predictions needs a dense head '
+                'with per-location class logits (cls_out_channels, '
+                f'use_sigmoid_cls), such as RetinaHead; {type(head).__name__} has '
+                'none')
+        with frozen_norm_statistics(self):
+            streams, fused = self._streams_and_fused(batch_inputs)
+            self._pop_extra_losses()
+            scores = {'fused': head(fused)[0]}
+            if source == 'view':
+                views = self._views(streams)
+                for name in self.modality_names:
+                    scores[name] = head(views[name])[0]
+            else:
+                for name in self.modality_names:
+                    scores[name] = self._aux_head(name)(self._neck(streams[name]))[0]
+        confidence = self._fused_confidence(head, scores['fused'])
+        keep = confidence.topk(min(top_k, confidence.shape[1]), dim=1).indices
+        results = {}
+        for key, cls_scores in scores.items():
+            owner = head if key == 'fused' or source == 'view' else \
+                self._aux_head(key)
+            probs = self._unit_probs(owner, cls_scores)
+            results[key] = [probs[i, keep[i]] for i in range(probs.shape[0])]
+        return results

@@ -1,0 +1,257 @@
+"""The robustness leaderboard: every method variant, several seeds, two ceilings.
+
+Trains every variant of a config family (``<base>.py`` and ``<base>_<suffix>.py``;
+the names are ``mwam_mm.evaluation.leaderboard.VARIANTS``: baseline, moddrop, mwam,
+moddrop-mwam, ogm-ge, rsc-md, btw, cmpt, the unimodal ceilings unimodal-rgb and
+unimodal-thermal, and the analysis variants) with the same data, schedule and seeds,
+tests each in the robustness scenarios (``blank``, ``missing``) on every modality
+subset (a ceiling on its own modality), per day / night split where the data has
+them and, with ``--degradations``, under the degradation suite; then writes
+``leaderboard.{md,json,png}`` into the work dir: mean ± std over seeds, the mean
+over subsets, the collapse rate, each single-camera score as a fraction of its
+ceiling, and marks where a variant differs from the baseline by more than two
+standard errors.
+
+    python benchmarks/robustness_leaderboard.py [--config BASE.py]
+        [--variants baseline moddrop ...] [--seeds 0 1 2] [--work-dir DIR]
+        [--epochs N | --max-iters N] [--data-root DIR]
+        [--data-seed S --night-fraction F --width W --height H
+         --num-train N --num-test N]                 (synthetic config only)
+        [--scenarios blank missing] [--degradations noise blur ...] [--force]
+
+Resumable: each run stores ``runs/<variant>/seed<k>/result.json``; a run whose
+result exists (same config, options, seed and data) is not trained again, one
+tested with other settings is only tested again, and an interrupted training goes
+on from its last checkpoint. ``--force`` retrains. A GPU is used when there is
+one (mmengine's default device).
+"""
+import argparse
+import dataclasses
+import os
+import os.path as osp
+import shutil
+import sys
+import time
+
+from mmengine.config import DictAction
+
+import mwam_mm  # noqa: F401
+from mwam_mm.evaluation import SCENARIOS
+from mwam_mm.evaluation import leaderboard as lb
+from mwam_mm.evaluation.degradations import DEGRADATIONS, SEVERITIES, degradation_plan
+
+GENERATOR_OPTIONS = ('data_seed', 'night_fraction', 'width', 'height', 'num_train',
+                     'num_test')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        '--config',
+        default=lb.SYNTHETIC_CONFIG,
+        help='the family\'s base config (default: the synthetic detector)')
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        choices=list(lb.VARIANTS),
+        help='default: every variant whose config exists next to --config')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--work-dir', default='work_dirs/robustness_leaderboard')
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument('--epochs', type=int, help='default: the config\'s')
+    length.add_argument(
+        '--max-iters',
+        type=int,
+        help='train this many iterations (an epoch-based config: the smoke mode, '
+        'no schedulers)')
+    parser.add_argument('--batch-size', type=int, help='default: the config\'s')
+    parser.add_argument(
+        '--data-root',
+        help='the dataset; default: the config\'s, for the synthetic config '
+        'data/synthetic_rgbt (another folder for other generator options)')
+    generator = parser.add_argument_group(
+        'synthetic data (only with the synthetic config; made if absent)')
+    generator.add_argument('--data-seed', type=int)
+    generator.add_argument('--night-fraction', type=float)
+    generator.add_argument('--width', type=int)
+    generator.add_argument('--height', type=int)
+    generator.add_argument('--num-train', type=int)
+    generator.add_argument('--num-test', type=int)
+    parser.add_argument(
+        '--scenarios', nargs='*', choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument('--fill', choices=['zero', 'mean'], default='zero')
+    parser.add_argument('--metric', help='default: the evaluator\'s headline metric')
+    parser.add_argument(
+        '--splits',
+        choices=['auto', 'none'],
+        default='auto',
+        help='auto: day / night scores where the dataset lists them')
+    parser.add_argument(
+        '--degradations',
+        nargs='*',
+        choices=list(DEGRADATIONS) + ['all'],
+        default=[],
+        help='also test under these degradations (not the ceilings)')
+    parser.add_argument('--severities', type=int, nargs='+', default=list(SEVERITIES))
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=None,
+        help='runs at a time, each in its own process with cores / jobs threads '
+        '(default: 2 on a CPU of 2+ cores, 1 with a GPU)')
+    parser.add_argument(
+        '--force', action='store_true', help='retrain runs that have a result')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='show the runs\' training and test logs (always in their work dirs)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f'{lb.TAG} {message}', flush=True)
+
+
+def data_options(args) -> dict:
+    """Data root options (and the synthetic data made, and its test scale)."""
+    given = {
+        k: getattr(args, k)
+        for k in GENERATOR_OPTIONS if getattr(args, k) is not None
+    }
+    if not lb.is_synthetic_config(args.config):
+        if given:
+            raise SystemExit(
+                f'{lb.TAG} the generator options {sorted(given)} apply to the '
+                f'synthetic config only, not to {args.config}')
+        return dict(
+            cfg_options=lb.data_root_options(args.data_root) if args.data_root else {})
+    params = dict(lb.SYNTHETIC_DEFAULTS)
+    params.update({('seed' if k == 'data_seed' else k): v for k, v in given.items()})
+    root = args.data_root or lb.default_synthetic_root(**params)
+    lb.ensure_synthetic_data(root, log=log, **params)
+    return dict(
+        cfg_options=lb.data_root_options(root),
+        test_scale=(params['width'], params['height']),
+        synthetic=dict(root=root, **params))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_start = time.time()
+    try:
+        args.config = lb.variant_config(args.config, 'baseline')
+    except FileNotFoundError as e:
+        raise SystemExit(f'{lb.TAG} {e}')
+    variants = args.variants or lb.available_variants(args.config)
+    try:
+        configs = {v: lb.variant_config(args.config, v) for v in variants}
+    except FileNotFoundError as e:
+        raise SystemExit(f'{lb.TAG} {e}')
+    if lb.BASELINE not in variants:
+        log(f'no {lb.BASELINE!r} among the variants: nothing is marked')
+    data = data_options(args)
+    degradations = None
+    if args.degradations:
+        names = None if 'all' in args.degradations else args.degradations
+        degradations = degradation_plan(None, names, args.severities)
+    options = lb.RunOptions(
+        epochs=args.epochs,
+        max_iters=args.max_iters,
+        batch_size=args.batch_size,
+        cfg_options=dict(data['cfg_options'], **(args.cfg_options or {})),
+        test_scale=data.get('test_scale'),
+        scenarios=args.scenarios,
+        fill=args.fill,
+        metric=args.metric,
+        splits='auto' if args.splits == 'auto' else None,
+        degradations=degradations,
+        quiet=not args.verbose)
+    if not args.scenarios and not degradations:
+        raise SystemExit(f'{lb.TAG} nothing to test: no scenario and no degradation')
+
+    plan = []  # (variant, seed, run dir, result path, status)
+    for seed in args.seeds:  # seed-major: every variant has a score early
+        for variant in variants:
+            run_dir = osp.join(args.work_dir, 'runs', variant, f'seed{seed}')
+            path = osp.join(run_dir, lb.RESULT_FILE)
+            if args.force and osp.isdir(run_dir):
+                shutil.rmtree(run_dir)
+            cfg = lb.build_run_config(configs[variant], run_dir, seed, options)
+            setup = lb.training_setup(cfg, configs[variant], seed)
+            try:
+                status = lb.stored_status(run_dir, setup, options.evaluation())
+            except ValueError as e:
+                raise SystemExit(f'{lb.TAG} {e}')
+            plan.append((variant, seed, run_dir, path, status))
+    to_do = sum(status != 'done' for *_, status in plan)
+    log(f'{len(plan)} runs ({len(variants)} variants x {len(args.seeds)} seeds), '
+        f'{len(plan) - to_do} finished before; work dir {args.work_dir}')
+    jobs = args.jobs or lb.default_jobs()
+    if jobs < 1:
+        raise SystemExit(f'{lb.TAG} --jobs must be >= 1, got {args.jobs}')
+    progress = lb.Progress(len(plan), to_do, jobs=min(jobs, max(1, to_do)))
+    results = {v: {} for v in variants}
+    failed = []
+    pending = []
+    for variant, seed, run_dir, path, status in plan:
+        if status == 'done':
+            results[variant][seed] = lb.load_result(path)
+            print(progress.line(variant, seed, None), flush=True)
+        else:
+            pending.append((configs[variant], run_dir, seed,
+                            dataclasses.replace(options, log=None), variant, path))
+    if pending:
+        log(f'{len(pending)} run(s) to do, {min(jobs, len(pending))} at a time')
+    for job, result, error, seconds in lb.run_jobs(pending, jobs):
+        _, run_dir, seed, _, variant, _ = job
+        if error is not None:  # one broken variant does not stop the others
+            os.makedirs(run_dir, exist_ok=True)
+            with open(osp.join(run_dir, 'error.txt'), 'w') as f:
+                f.write(error)
+            last = error.strip().splitlines()[-1]
+            failed.append(f'{variant} seed {seed}: {last} (traceback in '
+                          f'{osp.join(run_dir, "error.txt")})')
+            print(
+                progress.line(variant, seed, seconds) + f' (FAILED: {last})',
+                flush=True)
+            continue
+        results[variant][seed] = result
+        print(progress.line(variant, seed, seconds), flush=True)
+    # in the order of the seeds, whatever order the runs ended in
+    results = {v: [rs[k] for k in sorted(rs)] for v, rs in results.items()}
+
+    results = {v: rs for v, rs in results.items() if rs}
+    if not results:
+        raise SystemExit(f'{lb.TAG} every run failed:\n' + '\n'.join(failed))
+    board = lb.aggregate(results, args.scenarios or None)
+    extra = dict(
+        config=args.config,
+        variant_names=variants,
+        epochs=args.epochs,
+        max_iters=args.max_iters,
+        fill=args.fill,
+        data=data.get('synthetic') or dict(root=args.data_root),
+        train_seconds={
+            v: [r['train_seconds'] for r in rs]
+            for v, rs in results.items()
+        },
+        jobs=jobs,
+        wall_seconds=time.time() - t_start,
+        command=' '.join(['benchmarks/robustness_leaderboard.py'] +
+                         list(sys.argv[1:] if argv is None else argv)))
+    text = (f'{len(plan)} runs ({len(plan) - to_do} reused, {len(failed)} failed); '
+            'wall time of this '
+            f'invocation {lb.format_duration(extra["wall_seconds"])}; config '
+            f'{lb.repo_relative(args.config)}.')
+    report = lb.write_leaderboard(board, args.work_dir, extra=extra, extra_text=text)
+    print('\n' + report['text'])
+    written = [report[k] for k in ('markdown', 'json', 'chart') if report[k]]
+    log(f'written: {", ".join(written)}')
+    if failed:
+        raise SystemExit(f'{lb.TAG} {len(failed)} run(s) failed and are not in the '
+                         'leaderboard:\n' + '\n'.join(failed))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,448 @@
+"""The leaderboard's parts: variant configs, schedules, statistics, aggregation,
+writers, splits and progress; numbers computed by hand."""
+import json
+import math
+import os
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
+from mmengine.registry import METRICS, DefaultScope
+
+import mwam_mm  # noqa: F401
+from mwam_mm.evaluation import SplitMetric, find_day_night_splits
+from mwam_mm.evaluation import leaderboard as lb
+from tests.conftest import ROOT
+
+SEG = osp.join(ROOT, 'configs', 'segmentation',
+               'deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py')
+
+
+# ------------------------------------------------------------------ variants
+def test_variant_names_and_configs(tmp_path):
+    assert lb.VARIANTS['baseline'] == '' and lb.VARIANTS['moddrop-mwam'] == \
+        '_moddrop-mwam'
+    assert list(lb.VARIANTS)[:10] == [
+        'baseline', 'moddrop', 'mwam', 'moddrop-mwam', 'ogm-ge', 'rsc-md', 'btw',
+        'cmpt', 'unimodal-rgb', 'unimodal-thermal'
+    ]
+    assert lb.variant_config(lb.SYNTHETIC_CONFIG, 'moddrop') == \
+        lb.SYNTHETIC_CONFIG[:-3] + '_moddrop.py'
+    # relative to the repository root, from any working directory
+    rel = osp.relpath(lb.SYNTHETIC_CONFIG, ROOT)
+    assert lb.variant_config(rel, 'baseline') == lb.SYNTHETIC_CONFIG
+    # a family of two
+    base = tmp_path / 'fam.py'
+    base.write_text('x = 1\n')
+    (tmp_path / 'fam_moddrop.py').write_text('x = 2\n')
+    assert lb.available_variants(str(base)) == ['baseline', 'moddrop']
+    with pytest.raises(
+            FileNotFoundError,
+            match=r"variant 'mwam' of fam.py.*\['baseline', 'moddrop'\]"):
+        lb.variant_config(str(base), 'mwam')
+    with pytest.raises(KeyError, match="unknown variant.*'nope'"):
+        lb.variant_config(str(base), 'nope')
+    assert lb.ceiling_modality('unimodal-thermal') == 'thermal'
+    assert lb.ceiling_modality('mwam') is None
+
+
+def test_schedule_changes():
+    cfg = Config.fromfile(lb.SYNTHETIC_CONFIG)
+    lb.apply_schedule(cfg, epochs=3)
+    assert cfg.train_cfg.max_epochs == 3 and cfg.train_cfg.val_interval == 4
+    linear, cosine = cfg.param_scheduler
+    assert linear.end == 100 and not linear.by_epoch  # by iteration: kept
+    assert (cosine.T_max, cosine.end) == (3, 3)
+    assert cfg.default_hooks.checkpoint.interval == 3
+
+    cfg = Config.fromfile(lb.SYNTHETIC_CONFIG)
+    lb.apply_schedule(cfg, max_iters=5)  # the smoke mode
+    assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=5, val_interval=6)
+    assert cfg.param_scheduler == []
+    assert cfg.default_hooks.checkpoint == dict(
+        type='CheckpointHook', interval=5, by_epoch=False)
+    assert cfg.train_dataloader.num_workers == 0
+    assert cfg.log_processor.by_epoch is False
+
+    seg = Config.fromfile(SEG)  # iteration-based
+    with pytest.raises(ValueError, match='trains by iterations.*max_iters'):
+        lb.apply_schedule(seg, epochs=2)
+    lb.apply_schedule(seg, max_iters=100)
+    assert seg.train_cfg.max_iters == 100 and seg.train_cfg.val_interval == 101
+    assert all(s.end <= 100 for s in seg.param_scheduler if not s.by_epoch)
+    with pytest.raises(ValueError, match='not both'):
+        lb.apply_schedule(seg, epochs=1, max_iters=1)
+    with pytest.raises(ValueError, match='positive integer'):
+        lb.apply_schedule(seg, max_iters=0)
+
+    cfg = Config.fromfile(lb.SYNTHETIC_CONFIG)
+    lb.set_test_scale(cfg, (96, 80))
+    assert cfg.test_dataloader.dataset.pipeline[1] == dict(
+        type='Resize', scale=(96, 80), keep_ratio=True)
+
+
+def test_run_config_and_options(tmp_path):
+    with pytest.raises(KeyError, match=r"unknown run option.*'epoch'"):
+        lb.RunOptions.build(dict(epoch=3))
+    opts = lb.RunOptions(
+        max_iters=2, batch_size=3, cfg_options={'model.neck.num_outs': 5})
+    cfg = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(tmp_path), 7, opts)
+    assert cfg.randomness.seed == 7 and cfg.train_dataloader.batch_size == 3
+    assert cfg.custom_hooks == [dict(type='BranchGradNormHook')]
+    uni = lb.build_run_config(
+        lb.variant_config(lb.SYNTHETIC_CONFIG, 'unimodal-rgb'), str(tmp_path), 7, opts)
+    assert not uni.get('custom_hooks')  # one branch: nothing to compare
+    setup = lb.training_setup(cfg, lb.SYNTHETIC_CONFIG, 7)
+    assert setup['config'] == osp.relpath(lb.SYNTHETIC_CONFIG, ROOT)
+    again = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(tmp_path / 'b'), 7, opts)
+    assert lb.training_setup(again, lb.SYNTHETIC_CONFIG, 7) == setup  # not the dir
+    other = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(tmp_path), 7,
+                                lb.RunOptions(max_iters=3))
+    assert lb.training_setup(other, lb.SYNTHETIC_CONFIG,
+                             7)['config_hash'] != setup['config_hash']
+
+    run_dir = str(tmp_path / 'r')
+    evaluation = opts.evaluation()
+    assert lb.stored_status(run_dir, setup, evaluation) == 'train'
+    # an interrupted training: resumed only with the same setup
+    os.makedirs(run_dir)
+    open(osp.join(run_dir, 'last_checkpoint'), 'w').write('iter_1.pth')
+    with pytest.raises(ValueError, match='not started by run_variant'):
+        lb.stored_status(run_dir, setup, evaluation)
+    lb.save_result(osp.join(run_dir, lb.SETUP_FILE), setup)
+    assert lb.stored_status(run_dir, setup, evaluation) == 'train'
+    with pytest.raises(ValueError, match=r'training of another setup \(seed: 7 -> 8\)'):
+        lb.stored_status(run_dir, dict(setup, seed=8), evaluation)
+    # a finished run
+    lb.save_result(
+        osp.join(run_dir, lb.RESULT_FILE), dict(setup=setup, evaluation=evaluation))
+    assert lb.stored_status(run_dir, setup, evaluation) == 'done'
+    assert lb.stored_status(run_dir, setup,
+                            lb.RunOptions(scenarios=['missing']).evaluation()) == \
+        'evaluate'
+    with pytest.raises(ValueError, match=r'another setup \(seed: 7 -> 8\).*--force'):
+        lb.stored_status(run_dir, dict(setup, seed=8), evaluation)
+
+
+def test_synthetic_data_helpers(tmp_path):
+    assert lb.default_synthetic_root() == osp.join('data', 'synthetic_rgbt')
+    assert lb.default_synthetic_root(
+        night_fraction=0.9,
+        width=96) == osp.join('data', 'synthetic_rgbt_seed0_night0.9_96x128_400-100')
+    assert lb.synthetic_meta(
+        num_train=8, night_fraction=1) == (
+            'seed=0 num_train=8 num_test=100 width=160 height=128 night_fraction=1.0 '
+            'classes=person,vehicle')
+    foreign = tmp_path / 'mine'
+    foreign.mkdir()
+    (foreign / 'notes.txt').write_text('x')
+    with pytest.raises(FileExistsError, match='not a synthetic dataset'):
+        lb.ensure_synthetic_data(str(foreign), num_train=2, num_test=2)
+    assert lb.data_root_options('/d') == {
+        'train_dataloader.dataset.data_root': '/d',
+        'val_dataloader.dataset.data_root': '/d',
+        'test_dataloader.dataset.data_root': '/d'
+    }
+
+
+# ----------------------------------------------------------------- statistics
+def test_seed_statistics_and_two_standard_error_marks():
+    s = lb.seed_statistics([0.5, 0.7, 0.9, None])
+    assert s['n'] == 3 and s['mean'] == pytest.approx(0.7)
+    assert s['std'] == pytest.approx(0.2)  # sample std: sqrt(0.08 / 2)
+    assert s['se'] == pytest.approx(0.2 / math.sqrt(3))
+    one = lb.seed_statistics([0.4])
+    assert (one['mean'], one['std'], one['se']) == (0.4, None, None)
+    assert lb.seed_statistics([])['mean'] is None
+
+    base = lb.seed_statistics([0.5, 0.6, 0.7])  # mean .6, std .1
+    # threshold 2 * sqrt(2 * 0.01 / 3) = 0.16330
+    high = lb.compare(lb.seed_statistics([0.8, 0.9, 1.0]), base)
+    assert high['diff'] == pytest.approx(0.3)
+    assert high['threshold'] == pytest.approx(0.163299, abs=1e-6)
+    assert high['marked'] is True
+    near = lb.compare(lb.seed_statistics([0.65, 0.75, 0.85]), base)
+    assert near['diff'] == pytest.approx(0.15) and near['marked'] is False
+    assert lb.compare(one, base) == dict(
+        diff=pytest.approx(-0.2), threshold=None, marked=None)
+    assert lb.fraction_of_ceiling(dict(mean=0.3), dict(mean=0.6)) == 0.5
+    assert lb.fraction_of_ceiling(dict(mean=0.3), dict(mean=0.0)) is None
+
+
+def run(variant, seed, scores, ceiling=None, splits=None, degradations=None):
+    """A run result as run_variant returns it (the parts aggregate reads)."""
+    return dict(
+        variant=variant,
+        seed=seed,
+        metric='pascal_voc/mAP',
+        modalities=['rgb', 'thermal'],
+        subsets=['rgb+thermal', 'rgb', 'thermal'],
+        ceiling=ceiling,
+        scenarios=scores,
+        splits=splits or {},
+        degradations=degradations,
+        train_seconds=1.0)
+
+
+def both(full, rgb, thermal, missing_rgb=None):
+    return dict(
+        blank={
+            'rgb+thermal': full,
+            'rgb': rgb,
+            'thermal': thermal
+        },
+        missing={
+            'rgb+thermal': full,
+            'rgb': rgb if missing_rgb is None else missing_rgb,
+            'thermal': thermal
+        })
+
+
+def degr(clean, rgb_noise, thermal_noise):
+    from mwam_mm.evaluation import summarize_degradations
+    scores = dict(noise=dict(rgb={'1': rgb_noise}, thermal={'1': thermal_noise}))
+    return dict(
+        clean=clean,
+        scores=scores,
+        summary=summarize_degradations(clean, scores),
+        splits={})
+
+
+@pytest.fixture
+def runs():
+    return {
+        'baseline': [
+            run('baseline', 0, both(0.8, 0.1, 0.7), degradations=degr(0.8, 0.4, 0.8)),
+            run('baseline', 1, both(0.8, 0.2, 0.8), degradations=degr(0.8, 0.4, 0.8)),
+            run('baseline', 2, both(0.8, 0.3, 0.6), degradations=degr(0.8, 0.4, 0.8)),
+        ],
+        'moddrop': [
+            run('moddrop', s, both(0.7, r, 0.6, m), degradations=degr(0.7, 0.7, 0.7))
+            for s, r, m in ((0, 0.5, 0.4), (1, 0.6, 0.5), (2, 0.7, 0.6))
+        ],
+        'unimodal-rgb': [
+            run('unimodal-rgb', s, dict(blank={'rgb': v}, missing={'rgb': v}), 'rgb')
+            for s, v in ((0, 0.4), (1, 0.5), (2, 0.6))
+        ],
+    }
+
+
+def test_aggregate_on_known_runs(runs):
+    board = lb.aggregate(runs)
+    assert board['seeds'] == [0, 1, 2] and board['baseline'] == 'baseline'
+    assert board['scenarios'] == ['blank', 'missing']
+    base = board['variants']['baseline']['scenarios']['blank']
+    assert base['scores']['rgb']['mean'] == pytest.approx(0.2)
+    assert base['scores']['rgb']['std'] == pytest.approx(0.1)
+    assert base['scores']['thermal']['values'] == [0.7, 0.8, 0.6]
+    # mean over subsets per seed: 1.6/3, 1.8/3, 1.7/3
+    assert base['mean']['values'] == pytest.approx([1.6 / 3, 1.8 / 3, 1.7 / 3])
+    assert base['mean']['mean'] == pytest.approx(1.7 / 3)
+    # PCR per seed: ((.8-.1)/.8 + (.8-.7)/.8)/2*100 = 50; 37.5; 43.75
+    assert base['collapse_rate']['values'] == pytest.approx([50.0, 37.5, 43.75])
+    # the ceiling: its own subset only, the same in both scenarios
+    assert board['ceilings']['rgb']['blank']['mean'] == pytest.approx(0.5)
+    assert board['ceilings']['rgb']['missing']['variant'] == 'unimodal-rgb'
+    ceiling = board['variants']['unimodal-rgb']
+    assert ceiling['ceiling'] == 'rgb'
+    assert list(ceiling['scenarios']['blank']['scores']) == ['rgb']
+    assert 'mean' not in ceiling['scenarios']['blank']
+    assert base['fraction_of_ceiling'] == {'rgb': pytest.approx(0.4), 'thermal': None}
+    mod = board['variants']['moddrop']['scenarios']
+    assert mod['missing']['fraction_of_ceiling']['rgb'] == pytest.approx(1.0)
+    # moddrop rgb (blank) .5 .6 .7 vs baseline .1 .2 .3: diff .4 > 0.1633
+    marks = mod['blank']['vs_baseline']
+    assert marks['rgb']['diff'] == pytest.approx(0.4) and marks['rgb']['marked']
+    # thermal .6 .6 .6 vs .7 .8 .6: diff -.1, threshold 2 * .1 / sqrt(3) = .11547
+    assert marks['thermal']['diff'] == pytest.approx(-0.1)
+    assert marks['thermal']['threshold'] == pytest.approx(0.115470, abs=1e-6)
+    assert marks['thermal']['marked'] is False
+    # both cameras .7 vs .8, no spread on either side: any difference is marked
+    assert marks['rgb+thermal']['threshold'] == 0.0
+    assert marks['rgb+thermal']['marked'] is True
+    assert set(marks) == {'rgb+thermal', 'rgb', 'thermal', 'mean', 'collapse_rate'}
+    assert 'vs_baseline' not in base
+    assert board['variants']['unimodal-rgb']['scenarios']['blank']['vs_baseline'][
+        'rgb']['diff'] == pytest.approx(0.3)
+    # degradations: rPC per seed = noise score / clean
+    deg = board['degradations']
+    assert deg['baseline']['modalities']['rgb']['rPC']['mean'] == pytest.approx(0.5)
+    assert deg['moddrop']['modalities']['rgb']['rPC']['mean'] == pytest.approx(1.0)
+    assert deg['moddrop']['vs_baseline']['rgb']['marked'] is True
+    assert 'unimodal-rgb' not in deg
+
+
+def test_aggregate_splits_and_mismatch(runs):
+    for r in runs['baseline'] + runs['moddrop']:
+        r['splits'] = dict(night=both(0.5, 0.0, 0.5))
+    for r in runs['unimodal-rgb']:
+        r['splits'] = dict(night=dict(blank={'rgb': 0.2}, missing={'rgb': 0.2}))
+    board = lb.aggregate(runs)
+    night = board['splits']['night']
+    assert night['variants']['baseline']['scenarios']['missing']['scores']['rgb'][
+        'mean'] == 0.0
+    assert night['ceilings']['rgb']['blank']['mean'] == pytest.approx(0.2)
+    assert night['variants']['moddrop']['scenarios']['blank']['fraction_of_ceiling'][
+        'thermal'] is None
+    runs['moddrop'][0]['metric'] = 'coco/bbox_mAP'
+    with pytest.raises(ValueError, match='different metrics'):
+        lb.aggregate(runs)
+    with pytest.raises(ValueError, match='no results'):
+        lb.aggregate({})
+
+
+def test_writers(runs, tmp_path):
+    board = lb.aggregate(runs)
+    paths = lb.write_leaderboard(board, str(tmp_path), extra=dict(command='x'))
+    text = open(paths['markdown']).read()
+    assert '## Scenario `blank`' in text and '## Scenario `missing`' in text
+    # baseline, blank: rgb .2 ± .1; mean .567 ± .033; PCR 43.8 ± 6.3; rgb 40 %
+    assert ('| baseline | 0.800 ± 0.000 | 0.200 ± 0.100 | 0.700 ± 0.100 | '
+            '0.567 ± 0.033 | 43.8 ± 6.2 | 40 | n/a |') in text
+    # moddrop, marked where it differs by more than two standard errors. blank:
+    # mean .633 vs .567 (both std .033): diff .067 > 2 sqrt(2 .033^2 / 3) = .054;
+    # PCR per seed 21.4, 14.3, 7.1 vs 50, 37.5, 43.75: marked; rgb 120 % of .5
+    assert ('| moddrop | 0.700 ± 0.000 * | 0.600 ± 0.100 * | 0.600 ± 0.000 | '
+            '0.633 ± 0.033 * | 14.3 ± 7.1 * | 120 | n/a |') in text
+    # missing: rgb .4 .5 .6, mean .600 vs .567: diff .033 < .054, not marked
+    assert ('| moddrop | 0.700 ± 0.000 * | 0.500 ± 0.100 * | 0.600 ± 0.000 | '
+            '0.600 ± 0.033 | 21.4 ± 7.1 * | 100 | n/a |') in text
+    assert '| unimodal-rgb (ceiling) |  | 0.500 ± 0.100 * |  |  |  |  |  |' in text
+    assert '## Degradations' in text
+    assert '| moddrop | all | 0.700 ± 0.000 | 100.0 ± 0.0 * | 100.0 ± 0.0 |' in text
+    data = json.load(open(paths['json']))
+    assert data['command'] == 'x'
+    assert data['variants']['moddrop']['scenarios']['blank']['scores']['rgb'][
+        'values'] == [0.5, 0.6, 0.7]
+    assert osp.getsize(paths['chart']) > 1000
+    with pytest.raises(ValueError, match=r"extra keys \['variants'\]"):
+        lb.write_leaderboard(board, str(tmp_path), extra=dict(variants=[]))
+    assert lb.format_stats(lb.seed_statistics([0.25])) == '0.250'
+    assert lb.format_stats(None) == 'n/a'
+
+
+def test_progress_lines():
+    assert [lb.format_duration(s) for s in (54.4, 89, 120, 5300, 5390, 7500)
+            ] == ['54 s', '89 s', '2 min', '88 min', '1 h 30 min', '2 h 5 min']
+    progress = lb.Progress(total=4, to_do=3)
+    assert progress.line('baseline', 0, None) == (
+        '[leaderboard] run 1/4 baseline seed 0: finished before, skipped; time left '
+        'not known yet')
+    assert progress.line(
+        'moddrop', 0,
+        60.0) == ('[leaderboard] run 2/4 moddrop seed 0: 60 s; about 2 min left')
+    assert progress.line(
+        'baseline', 1,
+        30.0) == ('[leaderboard] run 3/4 baseline seed 1: 30 s; about 45 s left')
+    assert progress.line('moddrop', 1, 50.0).endswith('seed 1: 50 s; nothing left')
+
+
+# ------------------------------------------------------------------- splits
+@METRICS.register_module(force=True)
+class _ToyScoreMetric(BaseMetric):
+    """The mean of the samples' ``score`` (one result per sample)."""
+    default_prefix = 'toy'
+
+    def __init__(self, per_sample=1, **kwargs):
+        super().__init__(**kwargs)
+        self.per_sample = per_sample
+
+    def process(self, data_batch, data_samples):
+        for s in data_samples:
+            self.results.extend([s['score']] * self.per_sample)
+
+    def compute_metrics(self, results):
+        return dict(score=sum(results) / len(results))
+
+
+def test_split_metric_scores_each_split_from_one_pass(tmp_path):
+    night_file = tmp_path / 'night.txt'
+    night_file.write_text('b\nd.jpg\n')
+    metric = SplitMetric(
+        metric=dict(type='_ToyScoreMetric'),
+        splits=dict(day=['a', 'c'], night=str(night_file), empty=['zzz']))
+    metric.dataset_meta = dict(classes=('x', ))
+    assert metric.metric.dataset_meta == dict(classes=('x', ))
+    batch = [
+        dict(img_id='a', score=1.0),
+        dict(img_path='/x/b.jpg', score=0.0),
+        dict(seg_map_path='/y/c.png', score=0.5),
+        dict(stacked_path='/z/d.png', score=0.25),
+    ]
+    metric.process(None, batch[:2])
+    metric.process(None, batch[2:])
+    with pytest.warns(UserWarning, match="no test sample is in split 'empty'"):
+        out = metric.evaluate(4)
+    assert out == {
+        'toy/score': pytest.approx(1.75 / 4),
+        'day/toy/score': pytest.approx(0.75),
+        'night/toy/score': pytest.approx(0.125)
+    }
+    bad = SplitMetric(
+        metric=dict(type='_ToyScoreMetric', per_sample=2), splits=dict(day=['a']))
+    with pytest.raises(RuntimeError, match='stored 4 results for a batch of 2'):
+        bad.process(None, batch[:2])
+    with pytest.raises(ValueError, match='non-empty dict'):
+        SplitMetric(metric=dict(type='_ToyScoreMetric'), splits={})
+
+
+def test_split_metric_wraps_mmdets_voc_metric():
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        metric = METRICS.build(
+            dict(
+                type='SplitMetric',
+                metric=dict(type='VOCMetric'),
+                splits=dict(night=['n1'])))
+    assert type(metric.metric).__name__ == 'VOCMetric'
+
+
+def test_split_metric_wraps_mmsegs_iou_metric():
+    import torch
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        metric = METRICS.build(
+            dict(
+                type='SplitMetric',
+                metric=dict(type='IoUMetric', iou_metrics=['mIoU']),
+                splits=dict(day=['a'], night=['b'])))
+    metric.dataset_meta = dict(classes=('x', 'y'))
+
+    def seg(name, pred, gt):
+        return dict(
+            seg_map_path=f'/labels/{name}.png',
+            pred_sem_seg=dict(data=torch.tensor(pred)[None]),
+            gt_sem_seg=dict(data=torch.tensor(gt)[None]))
+
+    metric.process(None, [
+        seg('a', [[0, 1], [1, 1]], [[0, 1], [0, 1]]),
+        seg('b', [[0, 0], [0, 0]], [[1, 1], [0, 0]])
+    ])
+    out = metric.evaluate(2)
+    # a: IoU x 1/2, y 2/3; b: x 2/4, y 0/2; both: x 3/6, y 2/5 (in %)
+    assert float(out['day/mIoU']) == pytest.approx((50 + 200 / 3) / 2, abs=0.01)
+    assert float(out['night/mIoU']) == pytest.approx(25.0)
+    assert float(out['mIoU']) == pytest.approx(45.0)
+
+
+def test_day_night_lists_are_found(synthetic_root, tmp_path):
+    dataset = dict(
+        type='LLVIPDataset',
+        data_root=synthetic_root,
+        data_prefix=dict(img='visible/test', thermal='infrared/test'))
+    splits = find_day_night_splits(dataset)
+    stems = sorted(f[:-4]
+                   for f in os.listdir(osp.join(synthetic_root, 'visible', 'test')))
+    night = open(osp.join(synthetic_root, 'night_test.txt')).read().split()
+    assert splits['night'] == sorted(night)
+    assert sorted(splits['day'] + splits['night']) == stems
+    assert not set(splits['day']) & set(night)
+    # MFNet: lists next to the split file, else the names' D / N
+    (tmp_path / 'test.txt').write_text('00001D\n00002N\n00003D\n')
+    mfnet = dict(type='MFNetDataset', data_root=str(tmp_path), ann_file='test.txt')
+    assert find_day_night_splits(mfnet) == dict(
+        day=['00001D', '00003D'], night=['00002N'])
+    (tmp_path / 'test_day.txt').write_text('00001D\n')
+    (tmp_path / 'test_night.txt').write_text('00002N\n00003D\n')
+    assert find_day_night_splits(mfnet) == dict(
+        day=['00001D'], night=['00002N', '00003D'])
+    assert find_day_night_splits(dict(type='PST900Dataset', data_root='/none')) is None
