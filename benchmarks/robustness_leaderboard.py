@@ -201,6 +201,8 @@ def main(argv=None):
         else:
             pending.append((configs[variant], run_dir, seed,
                             dataclasses.replace(options, log=None), variant, path))
+    if jobs > 1:  # the longest runs first, so that no worker idles at the end
+        pending.sort(key=lambda job: -lb.expected_cost(job[4]))
     if pending:
         log(f'{len(pending)} run(s) to do, {min(jobs, len(pending))} at a time')
     for job, result, error, seconds in lb.run_jobs(pending, jobs):

@@ -1069,6 +1069,15 @@ def default_jobs() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
+def expected_cost(variant: str) -> float:
+    """Rough training cost of a variant relative to the baseline's (for the
+    order of parallel runs): auxiliary heads cost more, a ceiling has one
+    stream."""
+    if variant in CEILINGS:
+        return 0.7
+    return {'rsc-view': 2.0, 'rsc-md': 1.5}.get(variant, 1.0)
+
+
 def _init_worker(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
