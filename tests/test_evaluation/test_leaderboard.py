@@ -23,10 +23,12 @@ SEG = osp.join(ROOT, 'configs', 'segmentation',
 def test_variant_names_and_configs(tmp_path):
     assert lb.VARIANTS['baseline'] == '' and lb.VARIANTS['moddrop-mwam'] == \
         '_moddrop-mwam'
-    assert list(lb.VARIANTS)[:10] == [
+    assert list(lb.VARIANTS)[:11] == [
         'baseline', 'moddrop', 'mwam', 'moddrop-mwam', 'ogm-ge', 'rsc-md', 'btw',
-        'cmpt', 'unimodal-rgb', 'unimodal-thermal'
+        'cmpt', 'rsc-view', 'unimodal-rgb', 'unimodal-thermal'
     ]
+    # every variant of the synthetic family has its config
+    assert lb.available_variants(lb.SYNTHETIC_CONFIG) == list(lb.VARIANTS)
     assert lb.variant_config(lb.SYNTHETIC_CONFIG, 'moddrop') == \
         lb.SYNTHETIC_CONFIG[:-3] + '_moddrop.py'
     # relative to the repository root, from any working directory
