@@ -44,6 +44,9 @@ from mwam_mm.evaluation import leaderboard as lb
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BEST_OTHER = 'rsc-view'
+# the other methods, by the benchmark's names (configs ..._synthetic_<name>.py);
+# not in the default run (15-minute budget), each one --variants away
+OTHER_METHODS = ('mwam', 'ogm-ge', 'rsc-md', 'btw', 'cmpt')
 DEFAULT_VARIANTS = [
     'baseline', 'moddrop', 'moddrop-mwam', BEST_OTHER, 'unimodal-rgb',
     'unimodal-thermal'
@@ -64,7 +67,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument(
-        '--variants', nargs='+', default=DEFAULT_VARIANTS, choices=list(lb.VARIANTS))
+        '--variants',
+        nargs='+',
+        default=DEFAULT_VARIANTS,
+        choices=list(lb.VARIANTS),
+        help=f'default: {" ".join(DEFAULT_VARIANTS)}; also '
+        f'{" ".join(OTHER_METHODS)} and the analysis variants')
     parser.add_argument('--seeds', type=int, nargs='+', default=PRESET['seeds'])
     parser.add_argument('--epochs', type=int, default=PRESET['epochs'])
     parser.add_argument(

@@ -34,6 +34,18 @@ from mmengine.optim import OptimWrapperDict
 
 WeightOf = Callable[[str], Optional[float]]
 
+ADAPTIVE_OPTIMIZERS = ('Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'Adagrad',
+                       'Adadelta', 'RMSprop', 'SparseAdam', 'Adafactor', 'Lamb', 'Lion')
+
+
+def adaptive_optimizer_names(runner) -> List[str]:
+    """The runner's optimizers that normalise gradients by their running scale
+    (and so largely cancel a constant gradient weight)."""
+    return [
+        type(o).__name__ for o in optimizers_of(runner)
+        if type(o).__name__ in ADAPTIVE_OPTIMIZERS
+    ]
+
 
 def optimizers_of(runner) -> list:
     """The torch optimizers behind the runner's optimizer wrapper(s)."""

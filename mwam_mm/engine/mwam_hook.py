@@ -13,11 +13,9 @@ from ..frm import MWAMWeighting, frequency_ratio_metric
 from ..presence import current_batch_presence
 from .balancing_hook import ModalityBalancingHook, module_names
 from .modulation import (BranchModulation, GradientModulation, LossModulation,
-                         UpdateModulation, optimizers_of)
+                         UpdateModulation, adaptive_optimizer_names)
 
 APPLY_MODES = ('grad', 'update', 'loss')
-ADAPTIVE_OPTIMIZERS = ('Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'Adagrad',
-                       'Adadelta', 'RMSprop', 'SparseAdam', 'Adafactor', 'Lamb', 'Lion')
 MAX_NONFINITE_WARNINGS = 10
 
 
@@ -224,10 +222,7 @@ class MWAMHook(ModalityBalancingHook):
     def _warn_adaptive(self, runner) -> None:
         if 'grad' not in self.apply:
             return
-        adaptive = [
-            type(o).__name__ for o in optimizers_of(runner)
-            if type(o).__name__ in ADAPTIVE_OPTIMIZERS
-        ]
+        adaptive = adaptive_optimizer_names(runner)
         if adaptive:
             print_log(
                 f"MWAMHook: apply='grad' with the adaptive optimizer {adaptive[0]}, "

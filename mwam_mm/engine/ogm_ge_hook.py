@@ -12,8 +12,8 @@ from mmengine.runner import IterBasedTrainLoop
 
 from ..models.modality_outputs import check_source
 from .balancing_hook import ModalityBalancingHook, unwrap
-from .modulation import BranchModulation, ParameterGradientModulation, optimizers_of
-from .mwam_hook import ADAPTIVE_OPTIMIZERS
+from .modulation import (BranchModulation, ParameterGradientModulation,
+                         adaptive_optimizer_names)
 
 RHO_MODES = ('original', 'minus_one')
 PARAM_SETS = ('conv', 'matrix')
@@ -271,10 +271,7 @@ class OGMGEHook(ModalityBalancingHook):
             logger='current')
 
     def _warn_adaptive(self, runner) -> None:
-        adaptive = [
-            type(o).__name__ for o in optimizers_of(runner)
-            if type(o).__name__ in ADAPTIVE_OPTIMIZERS
-        ]
+        adaptive = adaptive_optimizer_names(runner)
         if adaptive:
             print_log(
                 f'OGMGEHook: the adaptive optimizer {adaptive[0]} normalises '
