@@ -13,6 +13,7 @@ median, the figure to quote.
 """
 import argparse
 import copy
+import itertools
 import json
 import os.path as osp
 import statistics
@@ -35,6 +36,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(
     ROOT, 'configs/detection/'
     'retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py')
+
+# MessageHubs live as long as the process; ids of freed models come back.
+_hub_numbers = itertools.count()
 
 
 def batches(cfg, data_root, batch_size, count):
@@ -105,7 +109,8 @@ def measure(cfg, data, mode, args) -> dict:
         runners[name] = SimpleNamespace(
             model=model,
             optim_wrapper=build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper)),
-            message_hub=MessageHub.get_instance(f'overhead-{mode}-{name}-{id(model)}'))
+            message_hub=MessageHub.get_instance(
+                f'overhead-{mode}-{name}-{next(_hub_numbers)}'))
     hook = MWAMHook(apply=mode)
     hook.before_run(runners['mwam'])
     hook.before_train(runners['mwam'])

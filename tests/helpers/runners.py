@@ -1,8 +1,23 @@
 """mmengine Runners around the toy model, for hook and checkpoint tests."""
+import itertools
+
 import torch
+from mmengine.logging import MessageHub
 from mmengine.runner import Runner
 
 from tests.helpers.toy import ToyDataset
+
+_hub_numbers = itertools.count()
+
+
+def fresh_message_hub(prefix):
+    """A MessageHub no other test has written to.
+
+    MessageHub instances live for the whole process, keyed by name; a name
+    built from ``id(model)`` comes back once that model is garbage collected,
+    and the new test then reads the old test's scalars.
+    """
+    return MessageHub.get_instance(f'{prefix}-{next(_hub_numbers)}')
 
 
 def toy_runner(work_dir,

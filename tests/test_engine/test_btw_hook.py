@@ -8,13 +8,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
-from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 
 import mwam_mm  # noqa: F401
 from mwam_mm.compat import load_local_checkpoint
 from mwam_mm.engine import BTWHook
-from tests.helpers.runners import hook_of
+from tests.helpers.runners import fresh_message_hub, hook_of
 from tests.helpers.toy_btw import (BTWToyDataset, BTWToyModel, btw_runner, dist_worker,
                                    known_predictions)
 
@@ -222,7 +221,7 @@ def test_checkpoint_of_another_layout_is_refused(trained):
 
 # ------------------------------------------------------------ application
 def _fake_runner(model):
-    hub = MessageHub.get_instance(f'btw-{id(model)}')
+    hub = fresh_message_hub('btw')
     return SimpleNamespace(model=model, message_hub=hub)
 
 

@@ -5,11 +5,11 @@ from unittest import mock
 
 import pytest
 import torch
-from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 
 import mwam_mm  # noqa: F401
 from mwam_mm.engine import MWAMHook
+from tests.helpers.runners import fresh_message_hub
 from tests.helpers.toy import ToyRGBTModel, toy_batch
 
 
@@ -17,7 +17,7 @@ def make_runner(model, optimizer='SGD'):
     opt_cls = getattr(torch.optim, optimizer)
     kwargs = dict(lr=0.1, momentum=0.9) if optimizer == 'SGD' else dict(lr=0.01)
     optim = OptimWrapper(opt_cls(model.parameters(), **kwargs))
-    hub = MessageHub.get_instance(f'toy-{id(model)}')
+    hub = fresh_message_hub('toy')
     return SimpleNamespace(model=model, optim_wrapper=optim, message_hub=hub)
 
 

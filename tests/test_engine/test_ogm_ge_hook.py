@@ -11,7 +11,6 @@ from unittest import mock
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 
@@ -20,6 +19,7 @@ from mwam_mm.engine import OGMGEHook
 from mwam_mm.engine.modulation import ParameterGradientModulation
 from mwam_mm.engine.ogm_ge_hook import ogm_ge_coefficients, training_epoch
 from tests.helpers.ogm_ge_dist import ALPHA, toy_ogm_runner
+from tests.helpers.runners import fresh_message_hub
 from tests.helpers.toy import ToyRGBTModel, toy_batch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -39,7 +39,7 @@ def make_runner(model, optimizer='SGD', epoch=0, it=0, accumulate=1):
     optim = OptimWrapper(
         opt_cls(model.parameters(), **kwargs), accumulative_counts=accumulate)
     optim.initialize_count_status(model, 0, 100)
-    hub = MessageHub.get_instance(f'ogm-{id(model)}')
+    hub = fresh_message_hub('ogm')
     return SimpleNamespace(
         model=model, optim_wrapper=optim, message_hub=hub, epoch=epoch, iter=it)
 

@@ -5,18 +5,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 
 import mwam_mm  # noqa: F401
 from mwam_mm.engine import RSCMDHook
+from tests.helpers.runners import fresh_message_hub
 from tests.helpers.toy import ToyRGBTModel, toy_batch
 
 
 def make_runner(model, epoch=0, it=0):
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
-    hub = MessageHub.get_instance(f'rsc-{id(model)}')
+    hub = fresh_message_hub('rsc')
     return SimpleNamespace(
         model=model, optim_wrapper=optim, message_hub=hub, epoch=epoch, iter=it)
 
