@@ -11,8 +11,9 @@ of two sources:
   *unimodal view* of the fused feature: the fusion's output when only that modality
   is present (the other streams replaced as known-missing), which for ``AddFusion``
   is the stream's feature itself, for ``GatedFusion`` too, and for
-  ``ConcatConvFusion`` the fusion layer applied to that modality's slice. This is
-  the model's own missing-modality view, so it needs no extra parameters.
+  ``ConcatConvFusion`` the fusion layer applied to that modality's slice (with
+  the zero substitute; a learned proxy's predictions are part of the view). This
+  is the model's own missing-modality view, so it needs no extra parameters.
 
 ``'auto'`` (the default of every hook) takes ``'aux'`` when the model has auxiliary
 heads (they are trained on exactly that view, so their scores are meaningful from

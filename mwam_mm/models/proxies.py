@@ -135,8 +135,11 @@ class CrossModalProxy(BaseModule):
     present sample in the batch the loss is a zero that still reaches every
     parameter (DDP expects a gradient for each).
 
-    The last layer of each predictor starts at zero, so a new proxy behaves as
-    :class:`~mwam_mm.models.ZeroSubstitute` until it learns.
+    The last layer of each predictor starts at zero, so a new proxy predicts
+    zeros until it learns. Its predictions are fused as real features
+    (``predicts_features``): with ``AddFusion`` or ``ConcatConvFusion`` a new
+    proxy behaves as :class:`~mwam_mm.models.ZeroSubstitute`; ``GatedFusion``
+    gives the predicted features a learned weight instead of 0.
 
     Args:
         channels (Sequence[int]): Channels of each backbone level (the backbone
@@ -165,6 +168,8 @@ class CrossModalProxy(BaseModule):
         init_cfg (dict, optional): Initialisation (the predictors' last layers
             are zeroed after it).
     """
+
+    predicts_features = True
 
     def __init__(self,
                  channels: Sequence[int],

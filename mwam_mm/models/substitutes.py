@@ -5,6 +5,10 @@ outputs and the batch's presence mask, and uses the returned features for the
 samples whose modality is missing (the stream's own output for the others). A
 substitute is any registered module with that interface, so a learned proxy that
 predicts a modality's features from the others can stand in for the zeros.
+
+A substitute sets ``predicts_features = True`` when its output is a prediction
+of the missing features rather than a placeholder: the backbone then fuses it
+like real features (no presence mask for the fusion modules).
 """
 from typing import Dict, Tuple
 
@@ -19,6 +23,8 @@ Levels = Tuple[torch.Tensor, ...]
 class ZeroSubstitute(BaseModule):
     """Zeros: a missing modality contributes nothing (the authors' release
     multiplies the missing encoder's output by 0)."""
+
+    predicts_features = False
 
     def forward(self, outs: Dict[str, Levels],
                 presence: torch.Tensor) -> Dict[str, Levels]:

@@ -258,6 +258,30 @@ def test_a_missing_modality_is_replaced_by_the_gated_prediction(variant):
                                    rgb[1] + (gate_thermal * pred_thermal)[0])
 
 
+def test_gated_fusion_weighs_the_prediction_instead_of_masking_it():
+    torch.manual_seed(0)
+    model = backbone(
+        substitute=dict(type='CrossModalProxy'), fusion=dict(type='GatedFusion'))
+    proxy = model.missing_substitute
+    randomise(proxy)
+    model.eval()
+    seen = []
+    for fusion in model.fusions:
+        fusion.register_forward_pre_hook(
+            lambda module, args, kwargs: seen.append(kwargs.get('presence')),
+            with_kwargs=True)
+    x, outs = streams_of(model)
+    fused = model(x, presence=PRESENCE)
+    assert seen == [None] * len(model.fusions)
+    for level, fusion in enumerate(model.fusions):
+        pred = torch.sigmoid(proxy.gates['thermal'][level]).view(1, -1, 1, 1) * \
+            proxy.predictors['rgb_to_thermal'][level](outs['rgb'][level][1:2])
+        want = fusion([outs['rgb'][level][1:2], pred])
+        torch.testing.assert_close(fused[level][1:2], want)
+        # a masked gate would give the RGB features alone
+        assert not torch.allclose(fused[level][1], outs['rgb'][level][1])
+
+
 @pytest.mark.parametrize('variant', list(STREAMS))
 def test_a_training_step_with_missing_modalities_trains_the_proxy(variant):
     stream, scope, substitute = STREAMS[variant]

@@ -73,7 +73,11 @@ class DualStreamBackbone(BaseModule):
             Defaults to ``dict(type='ZeroSubstitute')``. A substitute with a
             ``loss(outs, presence)`` method (a learned proxy) is also asked, in
             every training forward, for its own losses; the detector or segmentor
-            adds them to its losses (see :meth:`pop_extra_losses`).
+            adds them to its losses (see :meth:`pop_extra_losses`). A substitute
+            whose ``predicts_features`` is True (a learned proxy) stands in for
+            the missing features: the fusion modules then get no presence mask
+            and weigh its predictions as they weigh real features (otherwise
+            ``GatedFusion`` would give them weight 0).
         ignore_modalities (Sequence[str]): Modalities the model never uses: their
             streams are not built, and they count as missing in every sample, in
             training and test (a unimodal model, e.g. the ``unimodal-rgb``
@@ -301,6 +305,11 @@ class DualStreamBackbone(BaseModule):
                     f'{self.out_channels})')
         if self.training:
             outs = self._balance(outs)
+        if presence is not None and getattr(self.missing_substitute,
+                                            'predicts_features', False):
+            # the gap is filled with predicted features; masking them would throw
+            # the prediction away (GatedFusion) and train the proxy for nothing
+            presence = None
         levels = zip(*(outs[m.name] for m in self.layout))
         if presence is None:
             return tuple(fuse(list(feats)) for fuse, feats in zip(self.fusions, levels))
