@@ -236,6 +236,25 @@ def _clip_schedulers(cfg, length: int, by_epoch: bool) -> None:
                 scheduler['T_max'] = length - scheduler.get('begin', 0)
 
 
+def hook_within_iters(hook: dict, iters: int) -> dict:
+    """A method hook's epoch-based schedule made to act within ``iters``
+    iterations (a copy; other hooks unchanged): BTW refreshes after every
+    iteration, RSC-MD warms up for one iteration, OGM-GE modulates throughout.
+    For smoke runs, which train a few iterations of an epoch-based config."""
+    hook = dict(hook)
+    kind = hook.get('type')
+    kind = (kind
+            if isinstance(kind, str) else getattr(kind, '__name__', '')).split('.')[-1]
+    if kind == 'BTWHook':
+        hook.update(by_epoch=False, interval=1)
+    elif kind == 'RSCMDHook':
+        hook.pop('warmup_epochs', None)
+        hook['warmup_iters'] = 1
+    elif kind == 'OGMGEHook':
+        hook.update(by_epoch=False, window=(0, iters))
+    return hook
+
+
 def apply_schedule(cfg,
                    epochs: Optional[int] = None,
                    max_iters: Optional[int] = None,
@@ -247,7 +266,9 @@ def apply_schedule(cfg,
       milestones are kept), checkpoints by epoch every ``epochs``.
     - ``max_iters`` on an epoch-based config (smoke runs): an
       ``IterBasedTrainLoop`` of that many iterations, no parameter schedulers, a
-      checkpoint at the end, no data worker processes (the demo's smoke mode).
+      checkpoint at the end, no data worker processes, the method hooks'
+      schedules made to act within it (:func:`hook_within_iters`; the demo's
+      smoke mode).
     - ``max_iters`` on an iteration-based config (``train_cfg.max_iters``): that
       many iterations; schedulers by iteration end there at the latest.
     - ``skip_validation``: no validation during training (the benchmark tests
@@ -285,6 +306,9 @@ def apply_schedule(cfg,
         for loader in ('train_dataloader', 'test_dataloader', 'val_dataloader'):
             cfg[loader].num_workers = 0
             cfg[loader].persistent_workers = False
+        cfg.custom_hooks = [
+            hook_within_iters(hook, max_iters) for hook in cfg.get('custom_hooks', [])
+        ]
         return cfg
     elif max_iters is not None:
         train_cfg.max_iters = max_iters

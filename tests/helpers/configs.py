@@ -1,6 +1,7 @@
 """Shrinking real configs to a few iterations on tiny data, for tests."""
 from mmengine.config import Config
 
+from mwam_mm.evaluation.leaderboard import hook_within_iters
 from tests.conftest import ROOT
 
 
@@ -30,24 +31,11 @@ def tiny_config(config: str,
         loader.persistent_workers = False
         loader.pop('batch_sampler', None)
         loader.dataset.data_root = data_root
-    cfg.custom_hooks = [_within(hook, iters) for hook in cfg.get('custom_hooks', [])]
+    cfg.custom_hooks = [
+        hook_within_iters(hook, iters) for hook in cfg.get('custom_hooks', [])
+    ]
     cfg.merge_from_dict(overrides)
     return cfg
-
-
-def _within(hook: dict, iters: int) -> dict:
-    """A method hook's epoch-based schedule made to act within ``iters``
-    iterations (BTW refreshes after the first, RSC-MD's warm-up is one
-    iteration, OGM-GE modulates throughout)."""
-    hook = dict(hook)
-    if hook['type'] == 'BTWHook':
-        hook.update(by_epoch=False, interval=1)
-    elif hook['type'] == 'RSCMDHook':
-        hook.pop('warmup_epochs', None)
-        hook['warmup_iters'] = 1
-    elif hook['type'] == 'OGMGEHook':
-        hook.update(by_epoch=False, window=(0, iters))
-    return hook
 
 
 def shrink_pipelines(cfg: Config, scale=(128, 96)) -> Config:

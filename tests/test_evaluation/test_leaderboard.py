@@ -66,6 +66,21 @@ def test_schedule_changes():
         type='CheckpointHook', interval=5, by_epoch=False)
     assert cfg.train_dataloader.num_workers == 0
     assert cfg.log_processor.by_epoch is False
+    # the method hooks act within the smoke run (BTW would refuse by_epoch)
+    hooks = {}
+    for variant in ('btw', 'ogm-ge', 'rsc-md'):
+        method = Config.fromfile(lb.variant_config(lb.SYNTHETIC_CONFIG, variant))
+        lb.apply_schedule(method, max_iters=5)
+        hooks.update({h['type']: h for h in method.custom_hooks})
+    assert hooks['BTWHook']['by_epoch'] is False and hooks['BTWHook']['interval'] == 1
+    assert hooks['OGMGEHook']['by_epoch'] is False
+    assert tuple(hooks['OGMGEHook']['window']) == (0, 5)
+    assert 'warmup_epochs' not in hooks['RSCMDHook']
+    assert hooks['RSCMDHook']['warmup_iters'] == 1
+    assert lb.hook_within_iters(dict(type='mwam_mm.BTWHook', interval=3),
+                                5)['interval'] == 1
+    assert lb.hook_within_iters(dict(type='MWAMHook', alpha=1), 5) == dict(
+        type='MWAMHook', alpha=1)
 
     seg = Config.fromfile(SEG)  # iteration-based
     with pytest.raises(ValueError, match='trains by iterations.*max_iters'):
