@@ -3,6 +3,7 @@ from mmengine.config import Config
 
 from mwam_mm.evaluation.leaderboard import hook_within_iters
 from tests.conftest import ROOT
+from tests.helpers.runners import unique_experiment_name
 
 
 def tiny_config(config: str,
@@ -18,6 +19,7 @@ def tiny_config(config: str,
     """
     cfg = Config.fromfile(config if config.startswith('/') else f'{ROOT}/{config}')
     cfg.work_dir = work_dir
+    cfg.experiment_name = unique_experiment_name('tiny')
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
     cfg.param_scheduler = []
     cfg.default_hooks.checkpoint = dict(

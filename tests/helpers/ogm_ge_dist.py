@@ -15,6 +15,7 @@ import torch.distributed as torch_dist
 from mmengine.runner import Runner
 
 import mwam_mm  # noqa: F401
+from tests.helpers.runners import unique_experiment_name
 from tests.helpers.toy import ToyDataset
 
 # per rank {modality: (sum, count)}: pooled, rgb 4/8 and thermal 2/8 (rho 2);
@@ -40,7 +41,7 @@ def toy_ogm_runner(work_dir,
     return Runner(
         model=dict(type='ToyRGBTModel', **(model or {})),
         work_dir=str(work_dir),
-        experiment_name=name,
+        experiment_name=unique_experiment_name(name),
         train_dataloader=dict(
             dataset=ToyDataset(length=length),
             sampler=dict(type='DefaultSampler', shuffle=True),

@@ -20,6 +20,17 @@ def fresh_message_hub(prefix):
     return MessageHub.get_instance(f'{prefix}-{next(_hub_numbers)}')
 
 
+def unique_experiment_name(name=None):
+    """An experiment name no other Runner of this process has.
+
+    mmengine names a Runner's MessageHub, logger and visualizer after
+    ``{experiment_name}_{timestamp}`` (the timestamp alone without a name), to the
+    second: two Runners built in the same second would share them, and the second
+    would log into the first's work_dir and read its scalars.
+    """
+    return f'{name or "toy"}-{next(_hub_numbers)}'
+
+
 def toy_runner(work_dir,
                epochs=2,
                hooks=(),
@@ -36,7 +47,7 @@ def toy_runner(work_dir,
     return Runner(
         model=dict(type='ToyRGBTModel'),
         work_dir=str(work_dir),
-        experiment_name=name,
+        experiment_name=unique_experiment_name(name),
         train_dataloader=dict(
             dataset=ToyDataset(length=length),
             sampler=dict(type='DefaultSampler', shuffle=True),

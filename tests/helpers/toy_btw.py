@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 import mwam_mm  # noqa: F401
 from mwam_mm.models import ModalityOutputsMixin
+from tests.helpers.runners import unique_experiment_name
 
 NUM_CLASSES = 3
 SOURCES = ('fused', 'rgb', 'thermal')
@@ -172,7 +173,7 @@ def btw_runner(work_dir,
     return Runner(
         model=model or dict(type='BTWToyModel'),
         work_dir=str(work_dir),
-        experiment_name=name,
+        experiment_name=unique_experiment_name(name),
         train_dataloader=dict(
             dataset=BTWToyDataset(length=length, with_sample_idx=with_sample_idx),
             sampler=dict(type=sampler, shuffle=True),
