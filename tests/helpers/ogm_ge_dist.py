@@ -12,11 +12,9 @@ import sys
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.runner import Runner
 
 import mwam_mm  # noqa: F401
-from tests.helpers.runners import unique_experiment_name
-from tests.helpers.toy import ToyDataset
+from tests.helpers.runners import toy_runner
 
 # per rank {modality: (sum, count)}: pooled, rgb 4/8 and thermal 2/8 (rho 2);
 # rank 0 alone would give rho 3, rank 1 alone rho 1
@@ -36,34 +34,19 @@ def toy_ogm_runner(work_dir,
                    accumulate=1,
                    optimizer=None,
                    launcher='none'):
-    """A Runner on the toy model (any ``ToyRGBTModel`` arguments in ``model``)."""
-    distributed = launcher != 'none'
-    return Runner(
-        model=dict(type='ToyRGBTModel', **(model or {})),
-        work_dir=str(work_dir),
-        experiment_name=unique_experiment_name(name),
-        train_dataloader=dict(
-            dataset=ToyDataset(length=length),
-            sampler=dict(type='DefaultSampler', shuffle=True),
-            batch_size=4,
-            num_workers=0,
-            collate_fn=dict(type='default_collate')),
-        train_cfg=dict(by_epoch=True, max_epochs=epochs),
-        optim_wrapper=dict(
-            optimizer=optimizer or dict(type='SGD', lr=0.05, momentum=0.9),
-            accumulative_counts=accumulate),
-        custom_hooks=list(hooks),
-        default_hooks=dict(checkpoint=None, logger=dict(type='LoggerHook', interval=1)),
-        randomness=dict(seed=0),
+    """:func:`toy_runner` with no checkpoints and OGM-GE's defaults."""
+    return toy_runner(
+        work_dir,
+        epochs=epochs,
+        hooks=hooks,
+        optimizer=optimizer,
+        accumulate=accumulate,
+        name=name,
         launcher=launcher,
-        # DDP without device ids: CPU and gloo (mmengine would pass LOCAL_RANK)
-        cfg=dict(
-            model_wrapper_cfg=dict(
-                type='MMDistributedDataParallel',
-                device_ids=None,
-                broadcast_buffers=False)) if distributed else None,
-        env_cfg=dict(dist_cfg=dict(backend='gloo')),
-        default_scope='mmengine')
+        length=length,
+        model=model,
+        checkpoint=False,
+        deterministic=False)
 
 
 def history(runner, key):

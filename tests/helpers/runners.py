@@ -42,10 +42,15 @@ def toy_runner(work_dir,
                name=None,
                launcher='none',
                length=16,
-               clip_grad=None):
+               clip_grad=None,
+               model=None,
+               checkpoint=True,
+               deterministic=True):
+    """A Runner on the toy model (any ``ToyRGBTModel`` arguments in ``model``);
+    ``checkpoint=False``: no CheckpointHook."""
     optimizer = optimizer or dict(type='SGD', lr=0.05, momentum=0.9)
     return Runner(
-        model=dict(type='ToyRGBTModel'),
+        model=dict(type='ToyRGBTModel', **(model or {})),
         work_dir=str(work_dir),
         experiment_name=unique_experiment_name(name),
         train_dataloader=dict(
@@ -59,12 +64,18 @@ def toy_runner(work_dir,
             optimizer=optimizer, accumulative_counts=accumulate, clip_grad=clip_grad),
         custom_hooks=list(hooks),
         default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=1),
+            checkpoint=dict(type='CheckpointHook', interval=1) if checkpoint else None,
             logger=dict(type='LoggerHook', interval=1)),
-        randomness=dict(seed=seed, deterministic=True),
+        randomness=dict(seed=seed, deterministic=deterministic),
         resume=resume,
         load_from=load_from,
         launcher=launcher,
+        # DDP without device ids: CPU and gloo (mmengine would pass LOCAL_RANK)
+        cfg=dict(
+            model_wrapper_cfg=dict(
+                type='MMDistributedDataParallel',
+                device_ids=None,
+                broadcast_buffers=False)) if launcher != 'none' else None,
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         default_scope='mmengine')
 
