@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 
 from ..modality import LayoutLike, ModalityLayout
 from .modulation import BranchGradientNorms, BranchModulation
@@ -19,6 +20,18 @@ def module_names(model: nn.Module, max_depth: int = 3, limit: int = 60) -> str:
     shown = ', '.join(names[:limit])
     more = f', ... ({len(names) - limit} more)' if len(names) > limit else ''
     return shown + more
+
+
+def training_epoch(runner) -> int:
+    """The epoch of the current training iteration.
+
+    mmengine's ``IterBasedTrainLoop`` keeps ``runner.epoch`` at 0, so there the
+    epoch is counted in passes over the training dataloader:
+    ``runner.iter // len(runner.train_dataloader)``.
+    """
+    if isinstance(getattr(runner, 'train_loop', None), IterBasedTrainLoop):
+        return runner.iter // max(len(runner.train_dataloader), 1)
+    return runner.epoch
 
 
 def model_layout(model: nn.Module, modalities: LayoutLike = None) -> ModalityLayout:

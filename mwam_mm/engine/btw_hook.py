@@ -20,7 +20,7 @@ from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader, Dataset
 
 from ..compat.resume import SeededIndex, seeded_randomness
-from ..models.modality_outputs import check_source
+from ..models.modality_outputs import check_source, validate_source
 from ..presence import batch_presence
 from .balancing_hook import ModalityBalancingHook, unwrap
 
@@ -212,9 +212,7 @@ class BTWHook(ModalityBalancingHook):
                                               (int, float)) or not 0 < smoothing <= 1:
             raise ValueError('BTWHook: smoothing must lie in (0, 1] (w <- s * new + '
                              f'(1 - s) * old), got {smoothing!r}')
-        if source not in ('auto', 'aux', 'view'):
-            raise ValueError(f"BTWHook: unknown source {source!r}; expected 'auto', "
-                             "'aux' or 'view'")
+        validate_source(source, 'BTWHook')
         for name, value, least in (('top_k', top_k, 1), ('mi_bins', mi_bins, 2)):
             if not _is_int(value) or value < least:
                 raise ValueError(f'BTWHook: {name} must be an integer >= {least}, '

@@ -8,28 +8,15 @@ import torch.nn as nn
 from mmengine.dist import all_reduce
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
-from mmengine.runner import IterBasedTrainLoop
 
-from ..models.modality_outputs import check_source
-from .balancing_hook import ModalityBalancingHook, unwrap
+from ..models.modality_outputs import SOURCES, check_source
+from .balancing_hook import ModalityBalancingHook, training_epoch, unwrap
 from .modulation import (BranchModulation, ParameterGradientModulation,
                          adaptive_optimizer_names)
 
 RHO_MODES = ('original', 'minus_one')
 PARAM_SETS = ('conv', 'matrix')
-SOURCE_CHOICES = ('auto', 'aux', 'view')
-
-
-def training_epoch(runner) -> int:
-    """The epoch of the current training iteration.
-
-    mmengine's ``IterBasedTrainLoop`` keeps ``runner.epoch`` at 0, so there the
-    epoch is counted in passes over the training dataloader:
-    ``runner.iter // len(runner.train_dataloader)``.
-    """
-    if isinstance(getattr(runner, 'train_loop', None), IterBasedTrainLoop):
-        return runner.iter // max(len(runner.train_dataloader), 1)
-    return runner.epoch
+SOURCE_CHOICES = ('auto', ) + SOURCES
 
 
 def ogm_ge_coefficients(

@@ -5,8 +5,7 @@ from typing import Dict, Optional
 from mmengine.registry import HOOKS
 
 from ..models.modality_outputs import ModalityOutputsMixin
-from .balancing_hook import ModalityBalancingHook, unwrap
-from .ogm_ge_hook import training_epoch
+from .balancing_hook import ModalityBalancingHook, training_epoch, unwrap
 
 
 @HOOKS.register_module()

@@ -42,6 +42,14 @@ import torch
 SOURCES = ('aux', 'view')
 
 
+def validate_source(source: str, owner: str) -> None:
+    """Refuse a source other than ``'auto'``, ``'aux'`` or ``'view'``, naming
+    ``owner`` (checked before there is a model, e.g. in a hook's constructor)."""
+    if source != 'auto' and source not in SOURCES:
+        raise ValueError(f"{owner}: unknown source {source!r}; expected 'auto', "
+                         f"'aux' or 'view'")
+
+
 def check_source(source: str, model, owner: str) -> str:
     """``'aux'``/``'view'`` for ``model`` from ``'auto'``/``'aux'``/``'view'``."""
     if not isinstance(model, ModalityOutputsMixin):
@@ -52,9 +60,7 @@ def check_source(source: str, model, owner: str) -> str:
             "'RGBTEncoderDecoder'), which provide them")
     if source == 'auto':
         return 'aux' if model.has_modality_heads() else 'view'
-    if source not in SOURCES:
-        raise ValueError(f"{owner}: unknown source {source!r}; expected 'auto', "
-                         f"'aux' or 'view'")
+    validate_source(source, owner)
     if source == 'aux' and not model.has_modality_heads():
         raise ValueError(
             f"{owner}: source='aux' needs auxiliary per-modality heads, and "
