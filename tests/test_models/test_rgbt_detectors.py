@@ -621,3 +621,16 @@ def test_aux_input_view_trains_the_shared_head_on_each_missing_modality_view():
     same_losses(losses, fused, ['loss_cls', 'loss_bbox'])
     with pytest.raises(ValueError, match="aux_input must be 'stream' or 'view'"):
         build(retina_cfg(aux_loss_weight=1.0, aux_input='fused'))
+
+
+def test_aux_input_view_predictions_read_what_the_aux_heads_were_trained_on():
+    # a shared head on each view: its 'aux' predictions are the 'view' ones
+    model = build(retina_cfg(aux_loss_weight=1.0, aux_heads='shared', aux_input='view'))
+    model.eval()
+    prepared = preprocess(model, batch(), training=False)
+    args = (prepared['inputs'], prepared['data_samples'])
+    aux = model.modality_predictions(*args, 'aux', 7)
+    view = model.modality_predictions(*args, 'view', 7)
+    for key in ('fused', 'rgb', 'thermal'):
+        for got, want in zip(aux[key], view[key]):
+            torch.testing.assert_close(got, want)

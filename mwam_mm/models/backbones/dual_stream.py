@@ -153,6 +153,9 @@ class DualStreamBackbone(BaseModule):
         self._fusion_takes_presence = [
             'presence' in inspect.signature(f.forward).parameters for f in self.fusions
         ]
+        # a learned proxy's predictions are fused as features, not masked out
+        self._fuse_substitutes = bool(
+            getattr(self.missing_substitute, 'predicts_features', False))
         self.adapters = None
         if stream_adapter is not None:
             self.adapters = ModuleDict({
@@ -268,15 +271,18 @@ class DualStreamBackbone(BaseModule):
                              f'{self.layout.names}){ignored}')
         return None if bool(presence.all()) else presence
 
-    def replace_missing(self, outs: Dict[str, tuple],
-                        presence: Optional[torch.Tensor]) -> Dict[str, tuple]:
+    def replace_missing(self,
+                        outs: Dict[str, tuple],
+                        presence: Optional[torch.Tensor],
+                        with_losses: bool = False) -> Dict[str, tuple]:
         """Each missing modality's features replaced by the substitute's, per
         sample; the present samples' features untouched.
 
-        In training, a substitute with a ``loss`` method also gives its losses
-        here (kept for :meth:`pop_extra_losses`), also when nothing is missing.
+        ``with_losses`` (the model's own forward, not a unimodal view of it): in
+        training, a substitute with a ``loss`` method also gives its losses here
+        (kept for :meth:`pop_extra_losses`), also when nothing is missing.
         """
-        if self.training and hasattr(self.missing_substitute, 'loss'):
+        if with_losses and self.training and hasattr(self.missing_substitute, 'loss'):
             self._extra_losses = dict(self.missing_substitute.loss(outs, presence))
         if presence is None:
             return outs
@@ -305,10 +311,9 @@ class DualStreamBackbone(BaseModule):
                     f'{self.out_channels})')
         if self.training:
             outs = self._balance(outs)
-        if presence is not None and getattr(self.missing_substitute,
-                                            'predicts_features', False):
-            # the gap is filled with predicted features; masking them would throw
-            # the prediction away (GatedFusion) and train the proxy for nothing
+        if self._fuse_substitutes:
+            # masking the predicted features would throw the prediction away
+            # (GatedFusion) and train the proxy for nothing
             presence = None
         levels = zip(*(outs[m.name] for m in self.layout))
         if presence is None:
@@ -367,5 +372,5 @@ class DualStreamBackbone(BaseModule):
                 present. Defaults to the mask published for this batch.
         """
         presence = self.resolve_presence(presence, x.shape[0], x.device)
-        outs = self.replace_missing(self.forward_streams(x), presence)
+        outs = self.replace_missing(self.forward_streams(x), presence, with_losses=True)
         return self.fuse(outs, presence)

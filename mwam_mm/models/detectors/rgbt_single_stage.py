@@ -158,7 +158,8 @@ class RGBTDetectorMixin(ModalityOutputsMixin):
         presence = backbone.resolve_presence(None, batch_inputs.shape[0],
                                              batch_inputs.device)
         streams = backbone.forward_streams(batch_inputs)
-        fused = backbone.fuse(backbone.replace_missing(streams, presence), presence)
+        fused = backbone.fuse(
+            backbone.replace_missing(streams, presence, with_losses=True), presence)
         return streams, self._neck(fused)
 
     def _view(self, streams: dict, name: str) -> tuple:
@@ -186,9 +187,6 @@ class RGBTDetectorMixin(ModalityOutputsMixin):
                 only[:, names.index(name)] = True
                 views[name] = self._neck(
                     backbone.fuse(backbone.replace_missing(streams, only), only))
-            # the view forwards re-ran the substitute's loss without gradient:
-            # drop it, the real one was taken before
-            self._pop_extra_losses()
         return views
 
     # losses ------------------------------------------------------------------
@@ -328,6 +326,13 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
     def _aux_head(self, name: str) -> nn.Module:
         return self.bbox_head if self.aux_heads is None else self.aux_heads[name]
 
+    def _aux_features(self, streams: dict, name: str) -> tuple:
+        """What modality ``name``'s auxiliary head reads (``aux_input``): its
+        unimodal view, or its stream's own features, after the neck."""
+        if self.aux_input == 'view':
+            return self._view(streams, name)
+        return self._neck(streams[name])
+
     # targets and losses --------------------------------------------------------
     def _check_scores_head(self) -> None:
         if not _anchor_head_supported(self.bbox_head):
@@ -419,9 +424,7 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
         if self.with_aux:
             for name in self.modality_names:
                 aux_head = self._aux_head(name)
-                feats = (
-                    self._view(streams, name)
-                    if self.aux_input == 'view' else self._neck(streams[name]))
+                feats = self._aux_features(streams, name)
                 if shared_targets:
                     aux_outs = aux_head(feats)
                     aux_scores[name] = aux_outs[0]
@@ -429,8 +432,6 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
                 else:
                     aux = aux_head.loss(feats, batch_data_samples)
                 self._add_aux_losses(losses, aux, name)
-            if self.aux_input == 'view':
-                self._pop_extra_losses()  # the views' repeats of the substitute's
         if source is not None:
             if source == 'view':
                 views = self._views(streams)
@@ -513,7 +514,8 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
                     scores[name] = head(views[name])[0]
             else:
                 for name in self.modality_names:
-                    scores[name] = self._aux_head(name)(self._neck(streams[name]))[0]
+                    scores[name] = self._aux_head(name)(self._aux_features(
+                        streams, name))[0]
         confidence = self._fused_confidence(head, scores['fused'])
         keep = confidence.topk(min(top_k, confidence.shape[1]), dim=1).indices
         results = {}

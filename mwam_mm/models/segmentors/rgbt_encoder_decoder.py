@@ -332,8 +332,8 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
         # what backbone(inputs) does, keeping the streams' own outputs
         presence = backbone.resolve_presence(None, inputs.shape[0], inputs.device)
         streams = backbone.forward_streams(inputs)
-        fused = backbone.fuse(backbone.replace_missing(streams, presence), presence)
-        # popped now: nothing later in this forward may overwrite them
+        fused = backbone.fuse(
+            backbone.replace_missing(streams, presence, with_losses=True), presence)
         extra = self._extra_losses()
         x = self._neck(fused)
         losses = self._decode_head_forward_train(x, data_samples)
