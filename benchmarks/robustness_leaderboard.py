@@ -26,7 +26,6 @@ on from its last checkpoint. ``--force`` retrains. A GPU is used when there is
 one (mmengine's default device).
 """
 import argparse
-import dataclasses
 import os
 import os.path as osp
 import shutil
@@ -199,8 +198,7 @@ def main(argv=None):
             results[variant][seed] = lb.load_result(path)
             print(progress.line(variant, seed, None), flush=True)
         else:
-            pending.append((configs[variant], run_dir, seed,
-                            dataclasses.replace(options, log=None), variant, path))
+            pending.append((configs[variant], run_dir, seed, options, variant, path))
     if jobs > 1:  # the longest runs first, so that no worker idles at the end
         pending.sort(key=lambda job: -lb.expected_cost(job[4]))
     if pending:

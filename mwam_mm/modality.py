@@ -12,6 +12,7 @@ The modalities of a sample are stacked along the channel axis in layout order
 then move every modality identically, and the two images cannot drift apart.
 """
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 # RGB: ImageNet statistics, stored BGR on disk (OpenCV), fed RGB to the network.
@@ -107,6 +108,11 @@ def _with_defaults(spec: dict) -> dict:
         if 'bgr_to_rgb' not in spec and channels != 3:
             merged['bgr_to_rgb'] = False
     return merged
+
+
+def non_empty_subsets(names: Sequence[str]) -> List[Tuple[str, ...]]:
+    """All non-empty subsets of ``names``, the full set first, then by size."""
+    return [c for size in range(len(names), 0, -1) for c in combinations(names, size)]
 
 
 class ModalityLayout:
@@ -213,8 +219,4 @@ class ModalityLayout:
 
     def non_empty_subsets(self) -> List[Tuple[str, ...]]:
         """All non-empty subsets of modalities, the full set first, then by size."""
-        from itertools import combinations
-        subsets = []
-        for size in range(len(self), 0, -1):
-            subsets.extend(combinations(self.names, size))
-        return subsets
+        return non_empty_subsets(self.names)

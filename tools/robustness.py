@@ -25,7 +25,6 @@ unless --allow-partial-checkpoint is given.
 """
 import argparse
 import os.path as osp
-from itertools import combinations
 
 from mmengine.config import DictAction
 
@@ -35,6 +34,7 @@ from mwam_mm.engine.runner_utils import add_checkpoint_arguments, add_checkpoint
 from mwam_mm.evaluation import (DEGRADATIONS, SCENARIOS, SEVERITIES, collapse_rate,
                                 degradation_plan, evaluate_robustness, summarize,
                                 write_report)
+from mwam_mm.modality import non_empty_subsets
 
 
 def parse_args():
@@ -145,7 +145,7 @@ def robustness(config,
     # the ones it uses: without them it has no input
     ignored = list(getattr(backbone, 'ignored', []) or [])
     used = [n for n in layout.names if n not in ignored]
-    subsets = [c for k in range(len(used), 0, -1) for c in combinations(used, k)]
+    subsets = non_empty_subsets(used)
     plan = None
     if degradations:
         plan = degradation_plan(layout, None if 'all' in degradations else degradations,

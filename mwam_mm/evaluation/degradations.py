@@ -298,6 +298,17 @@ def degradation_step(degradation: str,
         **kwargs)
 
 
+def loader_index(pipeline: Sequence[dict], purpose: str) -> int:
+    """Index of the test pipeline's ``LoadRGBTImagePair`` step, after which a
+    robustness step (to ``purpose``) goes."""
+    for index, step in enumerate(pipeline):
+        if step.get('type') == 'LoadRGBTImagePair':
+            return index
+    raise ValueError(
+        f'the test pipeline has no LoadRGBTImagePair step to {purpose} after; its '
+        f'steps: {[t.get("type") for t in pipeline]}')
+
+
 def degradation_pipeline(pipeline: List[dict],
                          degradation: str,
                          modality: str,
@@ -310,13 +321,7 @@ def degradation_pipeline(pipeline: List[dict],
     Extra keyword arguments go to the transform (``levels``, ``value_range``).
     """
     pipeline = copy.deepcopy(list(pipeline))
-    index = next(
-        (i for i, t in enumerate(pipeline) if t.get('type') == 'LoadRGBTImagePair'),
-        None)
-    if index is None:
-        raise ValueError(
-            'the test pipeline has no LoadRGBTImagePair step to degrade a modality '
-            f'after; its steps: {[t.get("type") for t in pipeline]}')
+    index = loader_index(pipeline, 'degrade a modality')
     step = degradation_step(degradation, modality, severity, seed, **kwargs)
     step['modalities'] = pipeline[index].get('modalities')
     pipeline.insert(index + 1, step)

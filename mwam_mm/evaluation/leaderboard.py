@@ -39,13 +39,12 @@ import shutil
 import statistics
 import time
 from dataclasses import dataclass, field, fields
-from itertools import combinations
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..datasets.synthetic import CLASSES as SYNTHETIC_CLASSES
-from ..modality import ModalityLayout
+from ..modality import ModalityLayout, non_empty_subsets
 from .robustness import (SCENARIOS, check_scenarios, collapse_rate, evaluate_robustness,
-                         summarize)
+                         subset_name, summarize)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SYNTHETIC_CONFIG = osp.join(ROOT, 'configs', 'detection',
@@ -454,10 +453,7 @@ def training_setup(cfg, cfg_path: str, seed: int) -> dict:
 
 
 def _subset_names(names: Sequence[str]) -> List[str]:
-    return [
-        '+'.join(c) for size in range(len(names), 0, -1)
-        for c in combinations(names, size)
-    ]
+    return [subset_name(s) for s in non_empty_subsets(names)]
 
 
 def _quiet_console(logger) -> None:
@@ -542,9 +538,7 @@ def run_variant(cfg_path: str,
     used = [n for n in layout.names if n not in ignored]
     subsets = None
     if ignored:  # a unimodal (or reduced) model: only subsets of what it uses
-        subsets = [
-            c for size in range(len(used), 0, -1) for c in combinations(used, size)
-        ]
+        subsets = non_empty_subsets(used)
     t0 = time.time()
     evaluation = evaluate_robustness(
         runner,

@@ -37,7 +37,7 @@ from mmengine.registry import METRICS
 
 from ..modality import LayoutLike, ModalityLayout
 from ..presence import MISSING_KEY
-from .degradations import degradation_pipeline, summarize_degradations
+from .degradations import degradation_pipeline, loader_index, summarize_degradations
 
 Subset = Tuple[str, ...]
 Log = Callable[[str], None]
@@ -90,13 +90,7 @@ def blanking_pipeline(pipeline: List[dict],
     pipeline = copy.deepcopy(list(pipeline))
     if not blank:
         return pipeline
-    index = next(
-        (i for i, t in enumerate(pipeline) if t.get('type') == 'LoadRGBTImagePair'),
-        None)
-    if index is None:
-        raise ValueError(
-            'the test pipeline has no LoadRGBTImagePair step to blank '
-            f'modalities after; its steps: {[t.get("type") for t in pipeline]}')
+    index = loader_index(pipeline, 'blank modalities')
     step = dict(
         type='BlankModality',
         blank=blank,
@@ -785,7 +779,7 @@ def _evaluate(test: _TestRunner, layout: ModalityLayout, fill: str,
     if degradations:
         if shared is None:
             say('testing the clean images')
-            shared = test(lambda p: copy.deepcopy(p))
+            shared = test(lambda p: p)  # the runner tests a copy
         clean, clean_split = shared
         scores = {}
         split_scores = {s: {} for s in test.splits}
