@@ -291,6 +291,20 @@ def _voc_xml(filename: str, width: int, height: int, objects: List[Dict]) -> str
     return '\n'.join(lines) + '\n'
 
 
+def synthetic_meta(seed: int = 0,
+                   num_train: int = 400,
+                   num_test: int = 100,
+                   width: int = 160,
+                   height: int = 128,
+                   night_fraction: float = 0.5,
+                   classes: Sequence[str] = CLASSES) -> str:
+    """The ``meta.txt`` line :func:`make_synthetic_rgbt` writes for these
+    parameters (what tells a present dataset's parameters)."""
+    return (f'seed={seed} num_train={num_train} num_test={num_test} width={width} '
+            f'height={height} night_fraction={float(night_fraction)} '
+            f'classes={",".join(classes)}')
+
+
 def make_synthetic_rgbt(out_dir: str,
                         seed: int = 0,
                         num_train: int = 400,
@@ -344,7 +358,7 @@ def make_synthetic_rgbt(out_dir: str,
         counts[split] = num
         counts[f'{split}_boxes'] = boxes
     with open(osp.join(out_dir, 'meta.txt'), 'w') as f:
-        f.write(f'seed={seed} num_train={num_train} num_test={num_test} '
-                f'width={width} height={height} night_fraction={night_fraction} '
-                f'classes={",".join(classes)}\n')
+        f.write(
+            synthetic_meta(seed, num_train, num_test, width, height, night_fraction,
+                           classes) + '\n')
     return counts

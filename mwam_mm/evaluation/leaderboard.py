@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..datasets.synthetic import CLASSES as SYNTHETIC_CLASSES
+from ..datasets.synthetic import synthetic_meta
 from ..modality import ModalityLayout, non_empty_subsets
 from .robustness import (SCENARIOS, check_scenarios, collapse_rate, evaluate_robustness,
                          subset_name, summarize)
@@ -147,19 +147,6 @@ def is_synthetic_config(path: str) -> bool:
 
 # --------------------------------------------------------------------------------
 # data and options
-
-
-def synthetic_meta(seed: int = 0,
-                   num_train: int = 400,
-                   num_test: int = 100,
-                   width: int = 160,
-                   height: int = 128,
-                   night_fraction: float = 0.5,
-                   classes: Sequence[str] = SYNTHETIC_CLASSES) -> str:
-    """The ``meta.txt`` line the generator writes for these parameters."""
-    return (f'seed={seed} num_train={num_train} num_test={num_test} width={width} '
-            f'height={height} night_fraction={float(night_fraction)} '
-            f'classes={",".join(classes)}')
 
 
 def default_synthetic_root(**params) -> str:
