@@ -132,6 +132,8 @@ class ModalityBalancingHook(Hook):
         self.branches: Dict[str, nn.Module] = {}
         self.modulations: Dict[str, BranchModulation] = {}
         self.grad_norms: Optional[BranchGradientNorms] = None
+        # a subclass's own torch hook handles, removed after training
+        self._handles: list = []
 
     # subclasses ------------------------------------------------------------
     def setup(self, runner) -> None:
@@ -180,6 +182,9 @@ class ModalityBalancingHook(Hook):
         self.modulations = {}
         if self.grad_norms is not None:
             self.grad_norms.remove()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
 
 @HOOKS.register_module()

@@ -147,7 +147,6 @@ class MWAMHook(ModalityBalancingHook):
         self.frm_counts: Dict[str, torch.Tensor] = {}
         self.weights: Optional[Dict[str, float]] = None
         self.last_weights: Dict[str, float] = {}
-        self._handles = []
         self._recording = False
         self._nonfinite_warnings = 0
 
@@ -329,9 +328,6 @@ class MWAMHook(ModalityBalancingHook):
 
     def after_train(self, runner) -> None:
         super().after_train(runner)
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
         self._recording = False
 
     # --------------------------------------------------------------- state

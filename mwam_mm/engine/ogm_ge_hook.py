@@ -187,7 +187,6 @@ class OGMGEHook(ModalityBalancingHook):
         self._base_seed = 0
         self._generators: Dict[torch.device, torch.Generator] = {}
         self._previous_source = None
-        self._handles = []
 
     @staticmethod
     def _parse_window(window) -> Tuple[int, Optional[int]]:
@@ -367,8 +366,5 @@ class OGMGEHook(ModalityBalancingHook):
 
     def after_train(self, runner) -> None:
         super().after_train(runner)
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
         self._in_window = False
         unwrap(runner.model).modality_scores_source = self._previous_source
