@@ -77,6 +77,30 @@ class ModalityOutputsMixin:
     def has_modality_heads(self) -> bool:
         raise NotImplementedError
 
+    @property
+    def modality_names(self) -> List[str]:
+        """The modalities with outputs: the layout's, less the backbone's
+        ``ignore_modalities`` (their streams do not exist; their features are
+        zeros, so a head on them would learn nothing)."""
+        backbone = self.backbone
+        return list(getattr(backbone, 'used', backbone.layout.names))
+
+    def _pop_extra_losses(self) -> dict:
+        """The backbone's own losses of the last training forward (cleared)."""
+        pop = getattr(self.backbone, 'pop_extra_losses', None)
+        return dict(pop()) if pop is not None else {}
+
+    def _add_extra_losses(self, losses: dict, extra: dict) -> dict:
+        """``losses`` with the backbone's extra losses added, none renamed."""
+        for key, value in extra.items():
+            if key in losses:
+                raise KeyError(
+                    f'{type(self).__name__}: the backbone\'s extra loss {key!r} has '
+                    'the name of one of the model\'s own losses; rename it in the '
+                    'module that computes it')
+            losses[key] = value
+        return losses
+
     @torch.no_grad()
     def modality_predictions(self,
                              batch_inputs: torch.Tensor,

@@ -115,14 +115,6 @@ class RGBTDetectorMixin(ModalityOutputsMixin):
                 f'streams ({", ".join(_STREAM_API)}), such as DualStreamBackbone; '
                 f'{type(self.backbone).__name__} has no {missing}')
 
-    @property
-    def modality_names(self) -> List[str]:
-        """The modalities with outputs: the layout's, less the backbone's
-        ``ignore_modalities`` (their streams do not exist; their features are
-        zeros, so a head on them would learn nothing)."""
-        backbone = self.backbone
-        return list(getattr(backbone, 'used', backbone.layout.names))
-
     def _scores_source(self) -> Optional[str]:
         source = self.modality_scores_source
         if source is None:
@@ -190,19 +182,6 @@ class RGBTDetectorMixin(ModalityOutputsMixin):
         return views
 
     # losses ------------------------------------------------------------------
-    def _pop_extra_losses(self) -> dict:
-        pop = getattr(self.backbone, 'pop_extra_losses', None)
-        return dict(pop()) if pop is not None else {}
-
-    def _add_extra_losses(self, losses: dict, extra: dict) -> dict:
-        clash = sorted(set(extra) & set(losses))
-        if clash:
-            raise KeyError(
-                f'{type(self).__name__}: the backbone\'s extra losses {clash} have '
-                'the names of detector losses; rename them in the substitute')
-        losses.update(extra)
-        return losses
-
     def _add_aux_losses(self, losses: dict, aux: dict, name: str) -> None:
         """``aux``'s entries with the modality as suffix, losses times lambda."""
         weight = self.aux_loss_weight

@@ -158,7 +158,7 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
         self.modality_aux_head = ModuleDict({
             name:
             build_from_registry(SEG_MODELS, copy.deepcopy(modality_aux_head))
-            for name in self._modality_names()
+            for name in self.modality_names
         })
         for name, head in self.modality_aux_head.items():
             self._check_head(head, f'modality_aux_head ({name})')
@@ -222,10 +222,6 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
     def has_modality_heads(self) -> bool:
         """Whether auxiliary per-modality heads exist (``aux_loss_weight > 0``)."""
         return self.aux_loss_weight > 0
-
-    def _modality_names(self) -> List[str]:
-        backbone = self.backbone
-        return list(getattr(backbone, 'used', backbone.layout.names))
 
     def _aux_head(self, name: str) -> BaseDecodeHead:
         if self.modality_aux_heads == 'shared':
@@ -296,22 +292,6 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
         return source
 
     # ------------------------------------------------------------------ losses
-    def _extra_losses(self) -> dict:
-        """The backbone's own losses of the last training forward (cleared)."""
-        pop = getattr(self.backbone, 'pop_extra_losses', None)
-        return {} if pop is None else dict(pop())
-
-    @staticmethod
-    def _merge_extra(losses: dict, extra: dict) -> dict:
-        for key, value in extra.items():
-            if key in losses:
-                raise KeyError(
-                    f'RGBTEncoderDecoder: the backbone\'s extra loss {key!r} has '
-                    'the name of one of the model\'s own losses; rename it in the '
-                    'module that computes it')
-            losses[key] = value
-        return losses
-
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
         """Losses of a batch: mmseg's, the backbone's extra ones, and, when
         configured, the auxiliary per-modality losses and unimodal scores.
@@ -327,14 +307,14 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
         if not self.has_modality_heads() and source is None:
             # exactly mmseg's path (the backbone forward resolves the presence)
             losses = super().loss(inputs, data_samples)
-            return self._merge_extra(losses, self._extra_losses())
+            return self._add_extra_losses(losses, self._pop_extra_losses())
         backbone = self.backbone
         # what backbone(inputs) does, keeping the streams' own outputs
         presence = backbone.resolve_presence(None, inputs.shape[0], inputs.device)
         streams = backbone.forward_streams(inputs)
         fused = backbone.fuse(
             backbone.replace_missing(streams, presence, with_losses=True), presence)
-        extra = self._extra_losses()
+        extra = self._pop_extra_losses()
         x = self._neck(fused)
         losses = self._decode_head_forward_train(x, data_samples)
         if self.with_auxiliary_head:
@@ -342,7 +322,7 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
 
         aux_logits = {}
         if self.has_modality_heads():
-            for name in self._modality_names():
+            for name in self.modality_names:
                 head = self._aux_head(name)
                 # forward + loss_by_feat is the head's loss(), logits kept
                 aux_logits[name] = head(self._neck(streams[name]))
@@ -358,7 +338,7 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
 
         if source is not None:
             labels = self._labels(data_samples, 'loss')
-            for name in self._modality_names():
+            for name in self.modality_names:
                 if source == 'aux':
                     logits = aux_logits[name]
                     align = self._aux_head(name).align_corners
@@ -369,7 +349,7 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
                 score, count = self._score(logits, labels, align)
                 losses[f'modality_score_{name}'] = score
                 losses[f'modality_count_{name}'] = count
-        return self._merge_extra(losses, extra)
+        return self._add_extra_losses(losses, extra)
 
     # ------------------------------------------------------------- predictions
     @torch.no_grad()
@@ -418,7 +398,7 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
                 'fused':
                 (self.decode_head(self._neck(fused)), self.decode_head.align_corners)
             }
-            for name in self._modality_names():
+            for name in self.modality_names:
                 if source == 'aux':
                     head = self._aux_head(name)
                     logits[name] = (head(self._neck(streams[name])), head.align_corners)
