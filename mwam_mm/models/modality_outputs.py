@@ -85,6 +85,20 @@ class ModalityOutputsMixin:
         backbone = self.backbone
         return list(getattr(backbone, 'used', backbone.layout.names))
 
+    def _neck(self, feats: tuple) -> tuple:
+        return self.neck(feats) if self.with_neck else feats
+
+    def _unimodal_fused(self, streams: Dict[str, tuple], name: str) -> tuple:
+        """The backbone's fused features with only modality ``name`` present
+        (the others replaced as known-missing), from the streams' outputs."""
+        backbone = self.backbone
+        names = backbone.layout.names
+        first = next(iter(streams.values()))[0]
+        only = torch.zeros(
+            first.shape[0], len(names), dtype=torch.bool, device=first.device)
+        only[:, names.index(name)] = True
+        return backbone.fuse(backbone.replace_missing(streams, only), only)
+
     def _pop_extra_losses(self) -> dict:
         """The backbone's own losses of the last training forward (cleared)."""
         pop = getattr(self.backbone, 'pop_extra_losses', None)

@@ -140,9 +140,6 @@ class RGBTDetectorMixin(ModalityOutputsMixin):
         return source
 
     # features ----------------------------------------------------------------
-    def _neck(self, feats: tuple) -> tuple:
-        return self.neck(feats) if self.with_neck else feats
-
     def _streams_and_fused(self, batch_inputs: torch.Tensor) -> Tuple[dict, tuple]:
         """Each stream's own outputs and the fused features after the neck: the
         backbone's forward, with the streams kept (computed once)."""
@@ -156,30 +153,14 @@ class RGBTDetectorMixin(ModalityOutputsMixin):
 
     def _view(self, streams: dict, name: str) -> tuple:
         """Modality ``name``'s unimodal view after the neck, with gradient."""
-        backbone = self.backbone
-        names = backbone.layout.names
-        first = next(iter(streams.values()))[0]
-        only = torch.zeros(
-            first.shape[0], len(names), dtype=torch.bool, device=first.device)
-        only[:, names.index(name)] = True
-        return self._neck(backbone.fuse(backbone.replace_missing(streams, only), only))
+        return self._neck(self._unimodal_fused(streams, name))
 
     def _views(self, streams: dict) -> Dict[str, tuple]:
         """Each used modality's unimodal view after the neck, without gradient:
         the fusion's output with only that modality present (the others replaced
         as known-missing), the model's own missing-modality view."""
-        backbone = self.backbone
-        names = backbone.layout.names
-        batch = next(iter(streams.values()))[0].shape[0]
-        device = next(iter(streams.values()))[0].device
-        views = {}
         with torch.no_grad(), frozen_norm_statistics(self):
-            for name in self.modality_names:
-                only = torch.zeros(batch, len(names), dtype=torch.bool, device=device)
-                only[:, names.index(name)] = True
-                views[name] = self._neck(
-                    backbone.fuse(backbone.replace_missing(streams, only), only))
-        return views
+            return {name: self._view(streams, name) for name in self.modality_names}
 
     # losses ------------------------------------------------------------------
     def _add_aux_losses(self, losses: dict, aux: dict, name: str) -> None:

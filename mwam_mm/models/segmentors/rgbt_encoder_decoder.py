@@ -228,9 +228,6 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             return self.decode_head
         return self.modality_aux_head[name]
 
-    def _neck(self, feats):
-        return self.neck(feats) if self.with_neck else feats
-
     def _labels(self, data_samples, owner: str) -> torch.Tensor:
         """``(B, H, W)`` ground truth, checked against the classes."""
         try:
@@ -275,13 +272,7 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
     def _view_logits(self, streams: Dict[str, tuple], name: str) -> torch.Tensor:
         """The shared decode head on modality ``name``'s unimodal view (call it
         under ``no_grad`` and :func:`_inference_mode`)."""
-        backbone = self.backbone
-        first = next(iter(streams.values()))[0]
-        only = torch.zeros(
-            first.shape[0], len(backbone.layout), dtype=torch.bool, device=first.device)
-        only[:, backbone.layout.names.index(name)] = True
-        feats = backbone.fuse(backbone.replace_missing(streams, only), only)
-        return self.decode_head(self._neck(feats))
+        return self.decode_head(self._neck(self._unimodal_fused(streams, name)))
 
     def _source(self, source: Optional[str], owner: str) -> Optional[str]:
         if source is None:
