@@ -110,7 +110,9 @@ def measure(cfg, data, mode, args) -> dict:
             model=model,
             optim_wrapper=build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper)),
             message_hub=MessageHub.get_instance(
-                f'overhead-{mode}-{name}-{next(_hub_numbers)}'))
+                f'overhead-{mode}-{name}-{next(_hub_numbers)}'),
+            iter=0,
+            seed=0)
     hook = MWAMHook(apply=mode)
     hook.before_run(runners['mwam'])
     hook.before_train(runners['mwam'])
@@ -122,6 +124,7 @@ def measure(cfg, data, mode, args) -> dict:
             sync(args.device)
             t0 = time.perf_counter()
             if name == 'mwam':
+                runner.iter = i  # the FRM grid's offset is drawn per iteration
                 hook.before_train_iter(runner, i)
             runner.model.train_step(batch, runner.optim_wrapper)
             if name == 'mwam':

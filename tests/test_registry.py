@@ -15,7 +15,7 @@ OURS = {
     ],
     HOOKS: [
         'MWAMHook', 'BranchGradNormHook', 'CheckpointMatchHook', 'OGMGEHook',
-        'RSCMDHook', 'BTWHook'
+        'RSCMDHook', 'BTWHook', 'BranchWeightHook'
     ],
     TRANSFORMS: [
         'LoadRGBTImagePair', 'PerModality', 'ModalityDropout', 'BlankModality',

@@ -1,4 +1,5 @@
 from .balancing_hook import BranchGradNormHook, ModalityBalancingHook, resolve_branches
+from .branch_weight_hook import BranchWeightHook
 from .btw_hook import BTWHook
 from .modulation import (BranchGradientNorms, BranchModulation, GradientModulation,
                          LossModulation, ParameterGradientModulation, UpdateModulation)
@@ -10,9 +11,10 @@ from .runner_utils import (add_runner_arguments, build_runner, explain_registry_
                            setup_distributed_on_cpu)
 
 __all__ = [
-    'BTWHook', 'BranchGradNormHook', 'BranchGradientNorms', 'BranchModulation',
-    'GradientModulation', 'LossModulation', 'MWAMHook', 'ModalityBalancingHook',
-    'OGMGEHook', 'ParameterGradientModulation', 'RSCMDHook', 'UpdateModulation',
-    'add_runner_arguments', 'build_runner', 'explain_registry_errors', 'load_config',
-    'parse_runner_arguments', 'resolve_branches', 'setup_distributed_on_cpu'
+    'BTWHook', 'BranchGradNormHook', 'BranchWeightHook', 'BranchGradientNorms',
+    'BranchModulation', 'GradientModulation', 'LossModulation', 'MWAMHook',
+    'ModalityBalancingHook', 'OGMGEHook', 'ParameterGradientModulation', 'RSCMDHook',
+    'UpdateModulation', 'add_runner_arguments', 'build_runner',
+    'explain_registry_errors', 'load_config', 'parse_runner_arguments',
+    'resolve_branches', 'setup_distributed_on_cpu'
 ]

@@ -1,5 +1,5 @@
 """What every modality-balancing hook shares: branches, modulations, diagnostics."""
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch.nn as nn
 from mmengine.hooks import Hook
@@ -86,19 +86,59 @@ def resolve_branches(model: nn.Module,
     if len(branches) < 2:
         raise ValueError(f'{owner} needs at least two modality branches, got '
                          f'{list(branches)}')
-    seen = {}
     for name, module in branches.items():
-        params = list(module.parameters())
-        if not params:
+        if not any(True for _ in module.parameters()):
             raise ValueError(f'{owner}: branch {name!r} has no parameters')
-        for p in params:
-            if id(p) in seen:
-                raise ValueError(
-                    f'{owner}: branches {seen[id(p)]!r} and {name!r} share '
-                    'parameters; balancing needs one branch of its own per '
-                    'modality')
-            seen[id(p)] = name
+    check_own_parameters(model, branches, owner)
     return branches
+
+
+def check_own_parameters(model: nn.Module, branches: Dict[str, nn.Module],
+                         owner: str) -> None:
+    """Refuse branches that share parameters with each other or with the rest of
+    the model.
+
+    A branch's weight scales its parameters' gradients; a parameter also used by
+    another branch or outside the branch would scale that other use too, so
+    per-branch weights could not be exact. Detected by name: a parameter of a
+    branch must appear in the model only under that branch's own path(s).
+    """
+    paths: Dict[int, List[str]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        paths.setdefault(id(module), []).append(path)
+    owner_of = {}
+    for name, module in branches.items():
+        for param in module.parameters():
+            if id(param) in owner_of:
+                raise ValueError(
+                    f'{owner}: branches {owner_of[id(param)]!r} and {name!r} share '
+                    f'parameters ({_names_of(module, param)}); balancing needs one '
+                    'branch of its own per modality')
+            owner_of[id(param)] = name
+    prefixes = {
+        name: tuple(p + '.' for p in paths.get(id(module), []))
+        for name, module in branches.items()
+    }
+    shared: Dict[str, List[str]] = {}
+    for path, param in model.named_parameters(remove_duplicate=False):
+        name = owner_of.get(id(param))
+        if name is not None and prefixes[name] and \
+                not path.startswith(prefixes[name]):
+            shared.setdefault(name, []).append(path)
+    if shared:
+        listed = '; '.join(f'branch {n!r}: {paths[:8]}' +
+                           (f' and {len(paths) - 8} more' if len(paths) > 8 else '')
+                           for n, paths in shared.items())
+        raise ValueError(
+            f'{owner}: parameters of a branch are also used outside it ({listed}); '
+            'a per-branch weight would also scale their use elsewhere, so it '
+            'cannot be exact. Give each modality a branch whose parameters are '
+            'its own (or name branches that do not share them)')
+
+
+def _names_of(module: nn.Module, param) -> str:
+    return ', '.join(n for n, p in module.named_parameters(remove_duplicate=False)
+                     if p is param) or '?'
 
 
 class ModalityBalancingHook(Hook):

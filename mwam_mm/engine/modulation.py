@@ -10,10 +10,9 @@ iteration: nothing is scaled outside one.
 
 mmengine has no hook point between ``backward`` and ``optimizer.step``, so:
 
-- :class:`GradientModulation` scales the gradient reaching each branch's outputs
-  (a tensor hook set in a forward hook). By the chain rule every parameter gradient
-  of the branch is then scaled by exactly the weight, inside backward: before
-  accumulation, DDP's all-reduce and clipping.
+- :class:`GradientModulation` scales every parameter gradient of each branch as
+  backward produces it (a tensor hook per parameter): before accumulation, DDP's
+  all-reduce and clipping.
 - :class:`UpdateModulation` scales each branch's optimizer step with step pre/post
   hooks (``theta <- theta_old + k (theta_new - theta_old)``), meaningful with
   Adam-type optimizers, which cancel a constant gradient scale.
@@ -55,17 +54,6 @@ def optimizers_of(runner) -> list:
     return [w.optimizer for w in wrappers]
 
 
-def output_tensors(output) -> List[torch.Tensor]:
-    """The tensors in a module's output (tensor, or nested tuple/list/dict)."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, (list, tuple)):
-        return [t for item in output for t in output_tensors(item)]
-    return []
-
-
 def scale_value(value, k: float):
     """A loss value (tensor or list of tensors) times ``k``."""
     if isinstance(value, (list, tuple)):
@@ -97,9 +85,24 @@ class BranchModulation:
 class GradientModulation(BranchModulation):
     """Multiply every gradient of branch ``m``'s parameters by ``weight_of(m)``.
 
+    A tensor hook on each trainable parameter of the branch scales the gradient
+    the backward pass computes for it, before it is accumulated into ``.grad``.
+    Every parameter gradient of the branch is so exactly ``k`` times what it
+    would be, whatever the branch's inner wiring, and nothing outside the
+    branch changes. (Scaling the gradient that reaches the branch's *outputs*
+    is not the same for a multi-level stream: its outputs feed each other,
+    C2 -> layer2 -> C3 ..., so an early stage would get ``k`` once per level.)
+
+    Order within a training step: backward (each micro-batch's gradient times
+    its own ``k``) -> accumulation -> DDP's all-reduce -> AMP's unscaling (the
+    loss scale cancels; ``k`` stays) -> gradient clipping (of the scaled
+    gradients) -> the optimizer step, whose weight decay is not scaled (as the
+    public release: only the loss gradient is).
+
     Args:
         branches (dict[str, nn.Module]): ``{modality: branch module}``.
-        weight_of (callable): ``name -> weight or None``.
+        weight_of (callable): ``name -> weight or None``; read during backward,
+            so the weights may be computed after the branch's forward.
     """
 
     def __init__(self, branches: Dict[str, nn.Module], weight_of: WeightOf):
@@ -107,26 +110,15 @@ class GradientModulation(BranchModulation):
         self.weight_of = weight_of
 
     def install(self, runner=None) -> None:
-        # The gradient reaching a branch's parameters flows back only through its
-        # outputs, so scaling the output gradients scales every parameter gradient
-        # of the branch by exactly k, with a few hook calls per iteration instead
-        # of one per parameter.
         for name, branch in self.branches.items():
-
-            def scale_outputs(module, args, output, name=name):
-                if not (self.active and module.training):
-                    return
-                for tensor in output_tensors(output):
-                    if tensor.requires_grad:
-                        tensor.register_hook(lambda g, name=name: self._scale(g, name))
-
-            self._handles.append(branch.register_forward_hook(scale_outputs))
+            for param in branch.parameters():
+                if param.requires_grad:
+                    self._handles.append(
+                        param.register_hook(lambda g, name=name: self._scale(g, name)))
 
     def _scale(self, grad: torch.Tensor, name: str):
-        # read at backward time: the weights may be computed after this branch's
-        # forward (from every branch's input)
         k = self.weight_of(name) if self.active else None
-        return None if k is None else grad * k
+        return None if k is None or k == 1.0 else grad * k
 
 
 class UpdateModulation(BranchModulation):

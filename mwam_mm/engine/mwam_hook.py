@@ -10,12 +10,27 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
 from ..frm import MWAMWeighting, frequency_ratio_metric
+from ..frm.frequency_ratio import grid_offsets
 from ..presence import current_batch_presence
 from .balancing_hook import ModalityBalancingHook, module_names
 from .modulation import (BranchModulation, GradientModulation, LossModulation,
                          UpdateModulation, adaptive_optimizer_names)
 
 APPLY_MODES = ('grad', 'update', 'loss')
+#: FRM's patch grid in MWAMHook unless ``frm=dict(grid_offset=...)`` says otherwise
+#: (see the class docstring and ``benchmarks/frm_grid_offset.py``)
+DEFAULT_GRID_OFFSET = 'odd'
+
+
+def odd_offset(patch_size: int) -> int:
+    """An odd offset near half a patch (3 for 8x8 patches): off every grid of
+    even period, the 8x8 JPEG blocks and their traces after 2x or 4x
+    downscaling alike."""
+    half = patch_size // 2 - 1
+    return half if half % 2 == 1 else half + 1
+
+
+FRM_OPTIONS = ('patch_size', 'band_size', 'sigma', 'mode', 'grid_offset')
 MAX_NONFINITE_WARNINGS = 10
 
 
@@ -90,8 +105,17 @@ class MWAMHook(ModalityBalancingHook):
         bank_init (str): ``'first'`` (paper; default) or ``'soft'`` (release).
         sigma (float): Stabiliser of the relative preference ``T_m``. Default 1e-6.
         frm (dict): Keyword arguments of :func:`mwam_mm.frequency_ratio_metric`
-            (``patch_size``, ``band_size``, ``sigma``, ``mode``). Default: the
-            paper's (8, 2, 1e-6, ``'paper'``).
+            (``patch_size``, ``band_size``, ``sigma``, ``mode``, ``grid_offset``).
+            Default: the paper's (8, 2, 1e-6, ``'paper'``) with
+            ``grid_offset='odd'``: the patch grid starts 3 rows and 3 columns
+            in (for 8x8 patches; an odd offset near half a patch), so that it
+            does not sit on a JPEG file's 8x8 blocks (whose high band is
+            quantisation residue), nor on their 4-px traces after a 2x
+            downscale (LLVIP's configs). ``grid_offset=0`` (or ``'paper'``)
+            is the paper's grid; an int or a pair fixes another; ``'random'``
+            draws ``(oy, ox)`` in ``[0, patch_size)^2`` every iteration (from
+            the run's seed and the iteration: the same on every rank and
+            after a resume). Measured in ``benchmarks/frm_grid_offset.py``.
         frm_source (str): ``'input'`` (default): FRM of the branch's input. Any
             other value names a submodule of each branch (e.g. ``'layer1'``) whose
             output is used instead (FRM of features, as the abstract puts it).
@@ -103,6 +127,9 @@ class MWAMHook(ModalityBalancingHook):
             :class:`ModalityBalancingHook`). Default True.
         modalities (list[dict], optional): The modality layout, for a model whose
             backbone has none. Branch names must be its modality names.
+        swap_weights (bool): Analysis control, not a method: with two
+            branches, each gets the other's weight (the FRM dynamics with the
+            roles reversed). Default False.
     """
 
     def __init__(self,
@@ -120,7 +147,8 @@ class MWAMHook(ModalityBalancingHook):
                  frm_source: str = 'input',
                  per_channel: bool = True,
                  log_grad_norm: bool = True,
-                 modalities=None):
+                 modalities=None,
+                 swap_weights: bool = False):
         super().__init__(branches, log_grad_norm, modalities)
         self.apply = self._parse_apply(apply)
         self.weighting_cfg = dict(
@@ -135,10 +163,27 @@ class MWAMHook(ModalityBalancingHook):
         # validate the weighting arguments now, not at the first iteration
         MWAMWeighting(['a', 'b'], **self.weighting_cfg)
         self.frm_cfg = dict(frm or {})
-        unknown = set(self.frm_cfg) - {'patch_size', 'band_size', 'sigma', 'mode'}
+        unknown = set(self.frm_cfg) - set(FRM_OPTIONS)
         if unknown:
             raise ValueError(f'MWAMHook: unknown frm option(s) {sorted(unknown)}; '
-                             "expected 'patch_size', 'band_size', 'sigma', 'mode'")
+                             f'expected some of {FRM_OPTIONS}')
+        self.grid_offset = self.frm_cfg.pop('grid_offset', DEFAULT_GRID_OFFSET)
+        patch_size = int(self.frm_cfg.get('patch_size', 8))
+        if self.grid_offset == 'paper':
+            self.grid_offset = 0
+        elif self.grid_offset == 'odd':
+            self.grid_offset = odd_offset(patch_size)
+        if self.grid_offset != 'random':
+            try:
+                self.grid_offset = grid_offsets(self.grid_offset, patch_size)
+            except ValueError as error:
+                raise ValueError(f'MWAMHook: frm grid_offset: {error}; or '
+                                 "'odd' (default), 'random' (a new offset every "
+                                 "iteration) or 'paper' "
+                                 '(0, the paper\'s grid)') from None
+        self._patch_size = patch_size
+        self._offset = (0, 0)
+        self.swap_weights = bool(swap_weights)
         self.frm_source = frm_source
         self.per_channel = per_channel
 
@@ -166,6 +211,9 @@ class MWAMHook(ModalityBalancingHook):
 
     # ------------------------------------------------------------------ set-up
     def setup(self, runner) -> None:
+        if self.swap_weights and len(self.branches) != 2:
+            raise ValueError('MWAMHook: swap_weights needs exactly two branches, got '
+                             f'{list(self.branches)}')
         self.weighting = MWAMWeighting(list(self.branches), **self.weighting_cfg)
         self.last_weights = {}
         self._modality_index = {n: self.layout.names.index(n) for n in self.branches}
@@ -234,9 +282,21 @@ class MWAMHook(ModalityBalancingHook):
     # --------------------------------------------------------- each iteration
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         super().before_train_iter(runner, batch_idx, data_batch)
+        self._offset = self._iteration_offset(runner)
         self._recording = True
         self.frm_values, self.frm_counts = {}, {}
         self.weights = None
+
+    def _iteration_offset(self, runner) -> tuple:
+        if self.grid_offset != 'random':
+            return self.grid_offset
+        # from the seed and the iteration only: the same on every rank, and the
+        # same after a resume
+        seed = getattr(runner, 'seed', None) or 0
+        generator = torch.Generator().manual_seed(
+            (int(seed) * 1_000_003 + int(getattr(runner, "iter", 0))) % (2**63))
+        oy, ox = torch.randint(self._patch_size, (2, ), generator=generator).tolist()
+        return oy, ox
 
     def _counted_samples(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         """Samples that count in ``name``'s FRM: present and not blanked."""
@@ -257,7 +317,9 @@ class MWAMHook(ModalityBalancingHook):
             frm = torch.zeros((), dtype=torch.float64, device=tensor.device)
         else:
             frm = frequency_ratio_metric(
-                tensor if count == tensor.shape[0] else tensor[counted], **self.frm_cfg)
+                tensor if count == tensor.shape[0] else tensor[counted],
+                grid_offset=self._offset,
+                **self.frm_cfg)
             if self.frm_cfg.get('mode', 'paper') == 'paper':
                 frm = frm * (tensor.shape[0] / count)  # a sum over the batch
             if self.per_channel:  # the channels FRM summed over: input or features
@@ -293,8 +355,11 @@ class MWAMHook(ModalityBalancingHook):
         weights = self.weighting.update(frm)  # no FRM: the bank keeps its value
         for n in absent:  # and the weight stays as it was
             weights[n] = self.last_weights.get(n, 1.0)
-        self.weights = weights
         self.last_weights = dict(weights)
+        if self.swap_weights:
+            first, second = names
+            weights = {first: weights[second], second: weights[first]}
+        self.weights = weights
         nonfinite = [n for n in names if n not in absent and not math.isfinite(frm[n])]
         if nonfinite and self._nonfinite_warnings < MAX_NONFINITE_WARNINGS:
             self._nonfinite_warnings += 1

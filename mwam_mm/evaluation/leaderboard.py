@@ -67,15 +67,19 @@ VARIANTS = {
     'mwam-update': '_mwam-update',
     'moddrop-input': '_moddrop-input',
     'mwam-robust': '_mwam-robust',
+    # controls of MWAM (benchmarks/mwam_ablation.py)
+    'moddrop-constk': '_moddrop-constk',
+    'moddrop-mwam-swap': '_moddrop-mwam-swap',
 }
 BASELINE = 'baseline'
 #: the unimodal ceilings: variant -> the one modality it uses
 CEILINGS = {'unimodal-rgb': 'rgb', 'unimodal-thermal': 'thermal'}
-ANALYSIS_VARIANTS = ('mwam-update', 'moddrop-input', 'mwam-robust')
+ANALYSIS_VARIANTS = ('mwam-update', 'moddrop-input', 'mwam-robust', 'moddrop-constk',
+                     'moddrop-mwam-swap')
 #: the synthetic generator's defaults (tools/make_synthetic_rgbt.py), the demo's
 SYNTHETIC_DEFAULTS = dict(
     seed=0, num_train=400, num_test=100, width=160, height=128, night_fraction=0.5)
-HISTORY_PREFIXES = ('train/mwam_', 'train/grad_norm_')
+HISTORY_PREFIXES = ('train/mwam_', 'train/branch_k_', 'train/grad_norm_')
 TAG = '[leaderboard]'
 # the files a run keeps in its work dir: its setup (written before training) and
 # its result (written after testing)

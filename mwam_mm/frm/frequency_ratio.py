@@ -8,9 +8,14 @@ coefficient block ``C[R, S]`` for row set ``R`` and column set ``S`` is
 bottom-right block already flipped in both axes, so ``high[a, b] = C[p-1-a, p-1-b]``
 lines up with ``low[a, b] = C[a, b]`` as the method pairs them.
 
-Patches that do not fit are cropped: when ``H`` or ``W`` is not a multiple of ``p``,
-the last ``H % p`` rows and ``W % p`` columns are ignored (bottom and right edge), the
-same rule as a strided ``unfold``. Inputs smaller than one patch are an error.
+**The patch grid.** ``grid_offset=(oy, ox)`` starts the grid ``oy`` rows and ``ox``
+columns into the image (``0 <= o < p``; the paper's grid is ``(0, 0)``). It matters
+for JPEG images fed at their stored size: JPEG quantises exactly these 8x8 DCT blocks,
+so with the grid on the blocks the high band is mostly quantisation residue (see
+``benchmarks/frm_grid_offset.py``). Patches that do not fit are cropped: the first
+``oy`` rows and ``ox`` columns and then the last rows and columns that do not fill a
+patch are ignored (the rule of a strided ``unfold`` after the offset). Inputs with
+less than one patch after the offset are an error.
 
 Modes:
 
@@ -29,12 +34,13 @@ Modes:
 """
 import math
 from functools import lru_cache
-from typing import Tuple
+from typing import Tuple, Union
 
 import torch
 import torch.nn as nn
 
 FRM_MODES = ('paper', 'robust')
+GridOffset = Union[int, Tuple[int, int]]
 DEFAULT_SIGMA = {'paper': 1e-6, 'robust': 1e-2}
 
 
@@ -52,7 +58,25 @@ def _dct_matrix(p: int) -> torch.Tensor:
 CHUNK_ELEMENTS = 1 << 18
 
 
-def _check_args(images: torch.Tensor, p: int, q: int) -> Tuple[int, int]:
+def grid_offsets(grid_offset: GridOffset, patch_size: int) -> Tuple[int, int]:
+    """``(oy, ox)`` from an int (both axes) or a pair, each in ``[0, patch_size)``."""
+    pair = (grid_offset, grid_offset) if isinstance(grid_offset, int) else grid_offset
+    try:
+        oy, ox = pair
+    except (TypeError, ValueError):
+        raise ValueError('FRM grid_offset must be an int or a pair (rows, columns) '
+                         f'of ints in [0, patch_size={patch_size}), got '
+                         f'{grid_offset!r}') from None
+    for value in (oy, ox):
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                not 0 <= value < patch_size:
+            raise ValueError(f'FRM grid_offset {grid_offset!r}: {value!r} is not an '
+                             f'int in [0, patch_size={patch_size})')
+    return oy, ox
+
+
+def _check_args(images: torch.Tensor, p: int, q: int,
+                offset: Tuple[int, int]) -> Tuple[int, int]:
     if images.ndim != 4:
         raise ValueError('FRM expects a (B, C, H, W) batch, got shape '
                          f'{tuple(images.shape)}')
@@ -60,24 +84,27 @@ def _check_args(images: torch.Tensor, p: int, q: int) -> Tuple[int, int]:
         raise ValueError(f'FRM needs 1 <= band_size and 2 * band_size <= patch_size,'
                          f' got patch_size={p}, band_size={q}')
     h, w = images.shape[2:]
-    if h < p or w < p:
-        raise ValueError(f'FRM input {h}x{w} is smaller than one {p}x{p} patch')
-    return h // p, w // p
+    if h - offset[0] < p or w - offset[1] < p:
+        raise ValueError(f'FRM input {h}x{w} with grid offset {offset} is smaller '
+                         f'than one {p}x{p} patch')
+    return (h - offset[0]) // p, (w - offset[1]) // p
 
 
-def _iter_bands(images: torch.Tensor, p: int, q: int):
+def _iter_bands(images: torch.Tensor, p: int, q: int, offset: Tuple[int, int] = (0, 0)):
     """Yield ``(planes, low, high)`` chunk by chunk, in float64.
 
     ``low``/``high`` are ``(n, H // p, W // p, q, q)`` for ``n`` image planes.
     Separable: the patch columns are contracted with the 2q needed basis rows in one
     GEMM, then the patch rows; ``2 * q`` of ``p`` basis vectors are ever used.
     """
-    hp, wp = _check_args(images, p, q)
+    hp, wp = _check_args(images, p, q, offset)
+    oy, ox = offset
     d = _dct_matrix(p)
     # high basis rows p-1, ..., p-q: the bottom-right corner comes out flipped
     basis = torch.cat([d[:q], d[p - q:].flip(0)]).to(images.device)  # (2q, p)
     basis_t = basis.t().contiguous()
-    planes = images.detach()[:, :, :hp * p, :wp * p].reshape(-1, hp * p, wp * p)
+    planes = images.detach()[:, :, oy:oy + hp * p, ox:ox + wp * p]
+    planes = planes.reshape(-1, hp * p, wp * p)
     step = max(1, CHUNK_ELEMENTS // (hp * p * wp * p))
     for start in range(0, planes.shape[0], step):
         x = planes[start:start + step].to(torch.float64)
@@ -92,13 +119,16 @@ def _iter_bands(images: torch.Tensor, p: int, q: int):
 
 def dct_bands(images: torch.Tensor,
               patch_size: int = 8,
-              band_size: int = 2) -> Tuple[torch.Tensor, torch.Tensor]:
+              band_size: int = 2,
+              grid_offset: GridOffset = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Low and (flipped) high DCT-II bands of every ``p x p`` patch, in float64.
 
     Args:
         images (Tensor): ``(B, C, H, W)`` batch.
         patch_size (int): Patch side ``p``.
         band_size (int): Band side ``q`` (``2 * q <= p``).
+        grid_offset (int | tuple[int, int]): Where the patch grid starts (see
+            the module docstring). Defaults to 0, the paper's grid.
 
     Returns:
         tuple[Tensor, Tensor]: ``low[..., a, b] = C[a, b]`` and
@@ -107,7 +137,9 @@ def dct_bands(images: torch.Tensor,
     """
     b, c = images.shape[:2]
     lows, highs = [], []
-    for _, low, high in _iter_bands(images, int(patch_size), int(band_size)):
+    p = int(patch_size)
+    offset = grid_offsets(grid_offset, p)
+    for _, low, high in _iter_bands(images, p, int(band_size), offset):
         lows.append(low)
         highs.append(high)
     shape = (b, c) + tuple(lows[0].shape[1:])
@@ -118,7 +150,8 @@ def frequency_ratio_metric(images: torch.Tensor,
                            patch_size: int = 8,
                            band_size: int = 2,
                            sigma: float = None,
-                           mode: str = 'paper') -> torch.Tensor:
+                           mode: str = 'paper',
+                           grid_offset: GridOffset = 0) -> torch.Tensor:
     """Frequency Ratio Metric of one modality's batch.
 
     Args:
@@ -131,6 +164,9 @@ def frequency_ratio_metric(images: torch.Tensor,
             (default 1e-6, as the public release). ``'robust'``: ``eps``, the share of
             the flat-spectrum band energy added to the denominator (default 1e-2).
         mode (str): ``'paper'`` or ``'robust'`` (see the module docstring).
+        grid_offset (int | tuple[int, int]): Rows and columns skipped before the
+            patch grid starts (``0 <= offset < patch_size``; an int for both
+            axes). Defaults to 0, the paper's grid.
 
     Returns:
         Tensor: A float64 scalar on the input's device; finite for finite input.
@@ -139,11 +175,12 @@ def frequency_ratio_metric(images: torch.Tensor,
         raise ValueError(f'unknown FRM mode {mode!r}; expected one of {FRM_MODES}')
     sigma = DEFAULT_SIGMA[mode] if sigma is None else float(sigma)
     p, q = int(patch_size), int(band_size)
+    offset = grid_offsets(grid_offset, p)
     total = torch.zeros((), dtype=torch.float64, device=images.device)
     energy_high = torch.zeros_like(total)
     energy_ref = torch.zeros_like(total)
     with torch.no_grad():
-        for x, low, high in _iter_bands(images, p, q):
+        for x, low, high in _iter_bands(images, p, q, offset):
             if mode == 'paper':
                 denom = high + sigma
                 denom = torch.where(denom == 0, torch.full_like(denom, sigma), denom)
@@ -168,13 +205,16 @@ class FrequencyRatioMetric(nn.Module):
         band_size (int): Band side ``q``. Defaults to 2.
         sigma (float, optional): See :func:`frequency_ratio_metric`.
         mode (str): ``'paper'`` or ``'robust'``. Defaults to ``'paper'``.
+        grid_offset (int | tuple[int, int]): Where the patch grid starts.
+            Defaults to 0, the paper's grid.
     """
 
     def __init__(self,
                  patch_size: int = 8,
                  band_size: int = 2,
                  sigma: float = None,
-                 mode: str = 'paper'):
+                 mode: str = 'paper',
+                 grid_offset: GridOffset = 0):
         super().__init__()
         if mode not in FRM_MODES:
             raise ValueError(f'unknown FRM mode {mode!r}; expected one of {FRM_MODES}')
@@ -182,11 +222,13 @@ class FrequencyRatioMetric(nn.Module):
         self.band_size = band_size
         self.sigma = DEFAULT_SIGMA[mode] if sigma is None else sigma
         self.mode = mode
+        self.grid_offset = grid_offsets(grid_offset, int(patch_size))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return frequency_ratio_metric(images, self.patch_size, self.band_size,
-                                      self.sigma, self.mode)
+                                      self.sigma, self.mode, self.grid_offset)
 
     def extra_repr(self) -> str:
         return (f'patch_size={self.patch_size}, band_size={self.band_size}, '
-                f'sigma={self.sigma}, mode={self.mode!r}')
+                f'sigma={self.sigma}, mode={self.mode!r}, '
+                f'grid_offset={self.grid_offset}')

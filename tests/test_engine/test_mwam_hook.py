@@ -346,3 +346,69 @@ def test_a_modality_missing_everywhere_keeps_its_bank_and_weight(twin_models):
     resumed.after_load_checkpoint(runner, checkpoint)
     assert resumed.last_weights == hook.weights
     assert resumed.weighting.bank == hook.weighting.bank
+
+
+# -- FRM's patch grid in the hook ------------------------------------------------------
+
+
+def offsets_used(hook, runner, iters, seed=0):
+    used = []
+    runner.seed = seed
+    with mock.patch(
+            'mwam_mm.engine.mwam_hook.frequency_ratio_metric',
+            side_effect=lambda x, grid_offset, **kw: used.append(grid_offset) or torch.
+            tensor(1.0, dtype=torch.float64)):
+        for it in iters:
+            runner.iter = it
+            train_step(hook, runner, toy_batch())
+    return used[::2]  # one per iteration (both modalities get the same grid)
+
+
+def test_a_random_grid_moves_with_the_iteration_and_is_reproducible(twin_models):
+    model, reference = twin_models
+    hook, runner = MWAMHook(frm=dict(grid_offset='random')), make_runner(model)
+    start(hook, runner)
+    first = offsets_used(hook, runner, range(40))
+    assert all(0 <= o < 8 for pair in first for o in pair)
+    assert len(set(first)) > 10  # not one grid
+    again = MWAMHook(frm=dict(grid_offset='random'))
+    runner2 = make_runner(reference)
+    start(again, runner2)
+    assert offsets_used(again, runner2, range(40)) == first  # seed + iteration only
+    assert offsets_used(again, runner2, range(40), seed=1) != first
+
+
+@pytest.mark.parametrize('given,expected', [(0, (0, 0)), ('paper', (0, 0)), (4, (4, 4)),
+                                            ((2, 5), (2, 5))])
+def test_a_fixed_grid_offset(twin_models, given, expected):
+    model, _ = twin_models
+    hook, runner = MWAMHook(frm=dict(grid_offset=given)), make_runner(model)
+    start(hook, runner)
+    assert set(offsets_used(hook, runner, range(3))) == {expected}
+
+
+@pytest.mark.parametrize('bad', [8, -1, (0, 9), 'sometimes'])
+def test_a_grid_offset_outside_the_patch_is_refused_naming_it(bad):
+    with pytest.raises(
+            ValueError,
+            match=f'grid_offset.*{bad!r}'.replace('(', r'\(').replace(')', r'\)')):
+        MWAMHook(frm=dict(grid_offset=bad))
+    with pytest.raises(ValueError, match=r'patch_size=4'):
+        MWAMHook(frm=dict(grid_offset=5, patch_size=4))
+
+
+def test_swap_weights_gives_each_branch_the_others_k(twin_models):
+    model, reference = twin_models
+    batch = toy_batch()
+    plain, swapped = MWAMHook(frm=dict(grid_offset=0)), MWAMHook(
+        frm=dict(grid_offset=0), swap_weights=True)
+    runner_a, runner_b = make_runner(model), make_runner(reference)
+    start(plain, runner_a)
+    start(swapped, runner_b)
+    train_step(plain, runner_a, batch)
+    train_step(swapped, runner_b, batch)
+    assert plain.weights['rgb'] != pytest.approx(plain.weights['thermal'])
+    assert swapped.weights == dict(
+        rgb=plain.weights['thermal'], thermal=plain.weights['rgb'])
+    assert runner_b.message_hub.get_scalar('train/mwam_k_rgb').current() == \
+        plain.weights['thermal']

@@ -154,3 +154,65 @@ def test_integer_input_is_accepted():
     x = torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8)
     assert frequency_ratio_metric(x).item() == pytest.approx(
         reference_frm(x.double()), rel=1e-9)
+
+
+# -- the patch grid's offset --------------------------------------------------------
+
+
+@pytest.mark.parametrize('offset,crop', [(0, (0, 0)), (3, (3, 3)), ((1, 6), (1, 6)),
+                                         ((7, 0), (7, 0))])
+@pytest.mark.parametrize('mode', ['paper', 'robust'])
+def test_grid_offset_is_the_grid_of_the_shifted_image(offset, crop, mode):
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 27, 35)
+    shifted = x[:, :, crop[0]:, crop[1]:]
+    ours = frequency_ratio_metric(x, grid_offset=offset, mode=mode).item()
+    assert ours == pytest.approx(
+        frequency_ratio_metric(shifted, mode=mode).item(), rel=1e-12)
+    if mode == 'paper':
+        assert ours == pytest.approx(reference_frm(shifted), rel=1e-9)
+    low, high = dct_bands(x, grid_offset=offset)
+    assert low.shape[2:4] == ((27 - crop[0]) // 8, (35 - crop[1]) // 8)
+    module = FrequencyRatioMetric(mode=mode, grid_offset=offset)
+    assert module(x).item() == pytest.approx(ours, rel=1e-12)
+    assert 'grid_offset=' in repr(module)
+
+
+@pytest.mark.parametrize('bad', [8, -1, (0, 8), (1, 2, 3), 'four', 2.0, True, None])
+def test_grid_offset_outside_the_patch_is_an_error_naming_it(bad):
+    x = torch.randn(1, 1, 16, 16)
+    with pytest.raises(ValueError, match='grid_offset'):
+        frequency_ratio_metric(x, grid_offset=bad)
+
+
+def test_an_input_without_a_patch_after_the_offset_is_an_error():
+    with pytest.raises(ValueError, match=r'grid offset \(4, 4\) is smaller'):
+        frequency_ratio_metric(torch.randn(1, 1, 11, 16), grid_offset=4)
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int = 75) -> np.ndarray:
+    import cv2
+    ok, data = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
+
+def test_a_jpeg_block_grid_inflates_frm_only_on_the_grid():
+    """JPEG quantises the 8x8 blocks FRM's grid sits on at offset 0: their high
+    band is quantisation residue (often exactly 0), so FRM explodes there and
+    nowhere else; the same image before compression does not care."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:128]
+    scene = 120 + 60 * np.sin(xx / 7.0) * np.cos(yy / 11.0) + rng.normal(
+        0, 6, (96, 128))
+    scene = np.clip(scene, 0, 255).astype(np.uint8)
+    raw = torch.from_numpy(scene.astype(np.float32))[None, None]
+    jpeg = torch.from_numpy(jpeg_roundtrip(scene).astype(np.float32))[None, None]
+
+    def frm(x, o):
+        return frequency_ratio_metric(x, grid_offset=o).item()
+
+    off_grid = [frm(jpeg, o) for o in range(1, 8)]
+    assert frm(jpeg, 0) > 10 * max(off_grid)
+    raw_values = [frm(raw, o) for o in range(8)]
+    assert max(raw_values) < 3 * min(raw_values)

@@ -321,6 +321,13 @@ def test_fused_grad_scale_decouples_the_streams_from_the_fusion(family, aux_head
     assert any(g.abs().sum() > 0 for g in fused_only.values())
     for name, grad in coupled.items():
         assert_same_grad(grad, fused_only[name] + aux_only[name], name)
+    # in between, every stream parameter (the stem of a 4-level ResNet too, whose
+    # gradient passes every level) gets exactly beta times the fused gradient: the
+    # scale sits where the features leave the stream for the fusion, once a level
+    model.backbone.fused_grad_scale = 0.5
+    half = stream_grads(model, data, lambda key: True)
+    for name, grad in half.items():
+        assert_same_grad(grad, 0.5 * fused_only[name] + aux_only[name], name)
 
 
 # -- auxiliary heads --------------------------------------------------------------
