@@ -63,10 +63,11 @@ class MWAMHook(ModalityBalancingHook):
     modality's branch and speed up the others, in one or more of these ways:
 
     - ``'grad'``: every gradient of a branch parameter is multiplied by ``K_m`` as it
-      is produced (by scaling the gradient that reaches the branch's outputs), i.e.
-      before accumulation, DDP reduction, clipping and the optimizer step. This is
-      the public release's behaviour. Adaptive
-      optimizers (Adam, AdamW, ...) largely cancel a gradient scale: a warning says so.
+      is produced (a tensor hook per parameter: exact on multi-level streams, whose
+      outputs feed each other), i.e. before accumulation, DDP reduction, AMP's
+      unscaling, clipping and the optimizer step. This is the public release's
+      behaviour. Adaptive optimizers (Adam, AdamW, ...) largely cancel a gradient
+      scale: a warning says so.
     - ``'update'``: the optimizer step of branch parameters is scaled,
       ``theta <- theta_old + K_m * (theta_new - theta_old)``, as in the paper's
       Algorithm 1; meaningful with any optimizer. With gradient accumulation the

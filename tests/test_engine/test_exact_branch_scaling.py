@@ -5,7 +5,8 @@ likewise), so scaling the gradient that reaches each *output* would scale an ear
 stage once per level. These tests take the shipped synthetic detector's real ResNet
 streams and a MiT stream and check every parameter gradient of a branch against
 ``k`` times the unmodulated one, everything else unchanged; and the order of the
-weights with gradient clipping and AMP's loss scaling.
+weights with gradient clipping and AMP's loss scaling; and OGM-GE's modulation,
+which works on the parameter gradients, on the same streams.
 """
 import copy
 from types import SimpleNamespace
@@ -20,7 +21,8 @@ from mmengine.structures import InstanceData
 
 import mwam_mm  # noqa: F401
 from mwam_mm.engine import BranchWeightHook, MWAMHook
-from mwam_mm.engine.modulation import BranchGradientNorms, GradientModulation
+from mwam_mm.engine.modulation import (BranchGradientNorms, GradientModulation,
+                                       ParameterGradientModulation)
 from tests.conftest import ROOT
 from tests.helpers.runners import fresh_message_hub
 
@@ -323,3 +325,28 @@ def test_branch_weight_hook_scales_by_its_constants_and_checks_them():
             BranchWeightHook(weights=bad)
     with pytest.raises(ValueError, match=r"one weight per branch"):
         BranchWeightHook(weights=dict(rgb=0.5)).before_run(runner)
+
+
+def test_ogm_ge_modulation_scales_exactly_the_real_streams_conv_kernels():
+    """OGM-GE works on the parameter gradients themselves (an optimizer step
+    pre-hook), so multi-level wiring cannot compound it: each conv kernel of a
+    branch gets exactly k, every other gradient (BN, fusion, neck, head) none."""
+    model = synthetic_detector()
+    data = detection_batch(model)
+    detector_loss(model, data).backward()
+    reference = grads(model)
+    modulation = ParameterGradientModulation(
+        model.backbone.modality_branches(), WEIGHTS.get, select=lambda p: p.dim() == 4)
+    optim = torch.optim.SGD(model.parameters(), lr=0.0)
+    modulation.install(SimpleNamespace(optim_wrapper=OptimWrapper(optim)))
+    modulation.active = True
+    optim.step()
+    got = grads(model)
+    kernels = 0
+    for name, ref in reference.items():
+        modality = branch_of(name)
+        k = WEIGHTS[modality] if modality and ref.dim() == 4 else 1.0
+        kernels += k != 1.0
+        error = (got[name] - k * ref).norm().item()
+        assert error <= 1e-6 * max((k * ref).norm().item(), 1e-30), (name, error)
+    assert kernels >= 2 * 20
