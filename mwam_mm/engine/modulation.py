@@ -10,8 +10,9 @@ iteration: nothing is scaled outside one.
 
 mmengine has no hook point between ``backward`` and ``optimizer.step``, so:
 
-- :class:`GradientModulation` scales every parameter gradient of each branch as
-  backward produces it (a tensor hook per parameter): before accumulation, DDP's
+- :class:`GradientModulation` scales the gradient flowing back into each branch
+  where its outputs leave it (each output once), so that every parameter gradient
+  of the branch is scaled exactly, inside backward: before accumulation, DDP's
   all-reduce and clipping.
 - :class:`UpdateModulation` scales each branch's optimizer step with step pre/post
   hooks (``theta <- theta_old + k (theta_new - theta_old)``), meaningful with
@@ -82,16 +83,50 @@ class BranchModulation:
         self._handles = []
 
 
+class _ScaleOnTheWayBack(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by ``weight()``, read
+    then (``None`` or 1: unchanged)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: Callable[[], Optional[float]]):
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        k = ctx.weight()
+        return (grad if k is None or k == 1.0 else grad * k), None
+
+
+def map_tensors(output, fn):
+    """``output`` (tensor, or nested tuple/list/dict) with ``fn`` applied to every
+    tensor, the structure kept."""
+    if isinstance(output, torch.Tensor):
+        return fn(output)
+    if isinstance(output, dict):
+        return type(output)((k, map_tensors(v, fn)) for k, v in output.items())
+    if isinstance(output, (list, tuple)):
+        mapped = [map_tensors(item, fn) for item in output]
+        return type(output)(*mapped) if hasattr(output, '_fields') else \
+            type(output)(mapped)
+    return output
+
+
 class GradientModulation(BranchModulation):
     """Multiply every gradient of branch ``m``'s parameters by ``weight_of(m)``.
 
-    A tensor hook on each trainable parameter of the branch scales the gradient
-    the backward pass computes for it, before it is accumulated into ``.grad``.
-    Every parameter gradient of the branch is so exactly ``k`` times what it
-    would be, whatever the branch's inner wiring, and nothing outside the
-    branch changes. (Scaling the gradient that reaches the branch's *outputs*
-    is not the same for a multi-level stream: its outputs feed each other,
-    C2 -> layer2 -> C3 ..., so an early stage would get ``k`` once per level.)
+    The branch's outputs are handed to the rest of the model through an identity
+    whose backward multiplies by the weight (a forward hook replaces them). The
+    branch's own uses of its outputs (a ResNet's C2 feeding layer2, which gives
+    C3 ...) happened inside its forward, on the unwrapped tensors, so every path
+    from a branch parameter to the loss leaves the branch exactly once, through
+    one wrapped output: every parameter gradient of the branch is exactly ``k``
+    times what it would be, and nothing outside the branch changes. (A hook on
+    the gradient of each *output* tensor is not the same on a multi-level
+    stream: an early stage would get ``k`` once per level it feeds.) This needs
+    the branch to be called as a module and to give the rest of the model its
+    features only through what its forward returns; a branch whose parameters
+    are used elsewhere is refused when the branches are resolved.
 
     Order within a training step: backward (each micro-batch's gradient times
     its own ``k``) -> accumulation -> DDP's all-reduce -> AMP's unscaling (the
@@ -111,14 +146,19 @@ class GradientModulation(BranchModulation):
 
     def install(self, runner=None) -> None:
         for name, branch in self.branches.items():
-            for param in branch.parameters():
-                if param.requires_grad:
-                    self._handles.append(
-                        param.register_hook(lambda g, name=name: self._scale(g, name)))
 
-    def _scale(self, grad: torch.Tensor, name: str):
-        k = self.weight_of(name) if self.active else None
-        return None if k is None or k == 1.0 else grad * k
+            def wrap_outputs(module, args, output, name=name):
+                if not (self.active and module.training):
+                    return None
+
+                def weight():
+                    return self.weight_of(name) if self.active else None
+
+                return map_tensors(
+                    output, lambda t: _ScaleOnTheWayBack.apply(t, weight)
+                    if t.requires_grad else t)
+
+            self._handles.append(branch.register_forward_hook(wrap_outputs))
 
 
 class UpdateModulation(BranchModulation):

@@ -33,10 +33,13 @@ SIZE = 64
 
 
 def synthetic_detector():
+    """The shipped synthetic detector, in float64: the weights' exactness is
+    checked to 1e-6, below what float32 rounding of the scaled intermediate
+    gradients would allow."""
     cfg = Config.fromfile(f'{ROOT}/{SYNTHETIC}').model
     with DefaultScope.overwrite_default_scope('mmdet'):
         torch.manual_seed(0)
-        return MODELS.build(cfg)
+        return MODELS.build(cfg).double()
 
 
 def detection_batch(model, seed=0):
@@ -55,7 +58,9 @@ def detection_batch(model, seed=0):
         sample.gt_instances = InstanceData(
             bboxes=torch.tensor(boxes), labels=torch.tensor(labels))
         samples.append(sample)
-    return model.data_preprocessor(dict(inputs=images, data_samples=samples), True)
+    data = model.data_preprocessor(dict(inputs=images, data_samples=samples), True)
+    data['inputs'] = data['inputs'].double()
+    return data
 
 
 def detector_loss(model, data):
@@ -184,9 +189,9 @@ def test_every_mit_stream_gradient_is_scaled_by_exactly_k():
     cfg = Config.fromfile(f'{ROOT}/{SEGFORMER}').model.backbone
     with DefaultScope.overwrite_default_scope('mmseg'):
         torch.manual_seed(0)
-        backbone = MODELS.build(cfg)
+        backbone = MODELS.build(cfg).double()
     reference = copy.deepcopy(backbone)
-    x = torch.randn(2, 4, 64, 64)
+    x = torch.randn(2, 4, 64, 64, dtype=torch.float64)
     g = torch.Generator().manual_seed(1)
 
     def loss(module):
@@ -194,8 +199,9 @@ def test_every_mit_stream_gradient_is_scaled_by_exactly_k():
         # stochastic depth draws on both sides
         torch.manual_seed(3)
         outs = module(x)
-        return sum((o * torch.randn(o.shape, generator=g.manual_seed(i))).sum()
-                   for i, o in enumerate(outs))
+        return sum(
+            (o * torch.randn(o.shape, generator=g.manual_seed(i), dtype=o.dtype)).sum()
+            for i, o in enumerate(outs))
 
     loss(reference).backward()
     modulation = GradientModulation(backbone.modality_branches(), WEIGHTS.get)
