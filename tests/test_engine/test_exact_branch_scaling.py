@@ -13,23 +13,21 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import MODELS, DefaultScope
-from mmengine.structures import InstanceData
 
 import mwam_mm  # noqa: F401
 from mwam_mm.engine import BranchWeightHook, MWAMHook
 from mwam_mm.engine.modulation import (BranchGradientNorms, GradientModulation,
                                        ParameterGradientModulation)
 from tests.conftest import ROOT
+from tests.helpers.detection import detection_batch as tiny_batch
 from tests.helpers.runners import fresh_message_hub
 
 SYNTHETIC = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
 SEGFORMER = 'configs/_base_/models/segformer_dual-mit-b0.py'
 WEIGHTS = dict(rgb=0.5, thermal=1.45)
-SIZE = 64
 
 
 def synthetic_detector():
@@ -43,22 +41,7 @@ def synthetic_detector():
 
 
 def detection_batch(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images, samples = [], []
-    for i, (boxes, labels) in enumerate(
-        (([[4., 4., 36., 40.], [30., 26., 62., 60.]], [0, 1]), ([[10., 12., 50.,
-                                                                  44.]], [1]))):
-        images.append(torch.randint(0, 256, (4, SIZE, SIZE), generator=g).byte())
-        sample = DetDataSample(
-            metainfo=dict(
-                img_id=i,
-                img_shape=(SIZE, SIZE),
-                ori_shape=(SIZE, SIZE),
-                scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=torch.tensor(boxes), labels=torch.tensor(labels))
-        samples.append(sample)
-    data = model.data_preprocessor(dict(inputs=images, data_samples=samples), True)
+    data = model.data_preprocessor(tiny_batch(seed=seed), True)
     data['inputs'] = data['inputs'].double()
     return data
 

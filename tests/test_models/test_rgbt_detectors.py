@@ -7,7 +7,6 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox2roi
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
@@ -17,13 +16,11 @@ from mmengine.structures import InstanceData
 import mwam_mm  # noqa: F401
 from mwam_mm.models import RGBTSingleStageDetector, RGBTTwoStageDetector
 from tests.conftest import ROOT
+from tests.helpers.detection import detection_batch
 
 RETINA = 'configs/_base_/models/retinanet_dual-r18_fpn.py'
 FRCNN = 'configs/_base_/models/faster-rcnn_dual-r18_fpn.py'
-SIZE = 64
 NUM_CLASSES = 2
-BOXES = ([[4., 4., 36., 40.], [30., 26., 62., 60.]], [[10., 12., 50., 44.]])
-LABELS = ([0, 1], [1])
 
 
 def retina_cfg(**model):
@@ -67,20 +64,7 @@ def build(cfg):
 
 
 def batch(num=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    images, samples = [], []
-    for i in range(num):
-        images.append(torch.randint(0, 256, (4, SIZE, SIZE), generator=g).byte())
-        sample = DetDataSample(
-            metainfo=dict(
-                img_id=i,
-                img_shape=(SIZE, SIZE),
-                ori_shape=(SIZE, SIZE),
-                scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=torch.tensor(BOXES[i % 2]), labels=torch.tensor(LABELS[i % 2]))
-        samples.append(sample)
-    return dict(inputs=images, data_samples=samples)
+    return detection_batch(num, seed)
 
 
 def preprocess(model, data, training=True):
