@@ -32,7 +32,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import mwam_mm  # noqa: F401,E402
-from mwam_mm.evaluation import leaderboard as lb  # noqa: E402
+from benchmarks import leaderboard as lb  # noqa: E402
 from mwam_mm.frm import frequency_ratio_metric  # noqa: E402
 from mwam_mm.modality import ModalityLayout  # noqa: E402
 

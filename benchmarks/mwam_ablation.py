@@ -21,7 +21,6 @@ E also how K moves between consecutive iterations (signal or noise). Written to
 """
 import argparse
 import json
-import math
 import os
 import os.path as osp
 import statistics
@@ -32,7 +31,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import mwam_mm  # noqa: F401,E402
-from mwam_mm.evaluation import leaderboard as lb  # noqa: E402
+from benchmarks import leaderboard as lb  # noqa: E402
+from mwam_mm.evaluation import paired_difference, seed_statistics  # noqa: E402
 
 #: arm -> (variant, control variant)
 ARMS = {
@@ -45,29 +45,7 @@ ARMS = {
 #: variants trained first; C needs B's mean K
 FIRST = ('moddrop', 'moddrop-mwam', 'moddrop-mwam-swap', 'mwam', 'baseline')
 SECOND = ('moddrop-constk', )
-# two-sided 95 % quantiles of Student's t, by degrees of freedom
-T95 = {
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-    12: 2.179,
-    15: 2.131,
-    20: 2.086,
-    30: 2.042
-}
 TAG = '[ablation]'
-
-
-def t95(df: int) -> float:
-    known = [d for d in sorted(T95) if d <= df]
-    return T95[known[-1]] if known else float('nan')
 
 
 def parse_args(argv=None):
@@ -101,7 +79,7 @@ def run_all(variants, seeds, options, work_dir, jobs, extra_options=None):
     results, pending = {v: {} for v in variants}, []
     for seed in seeds:
         for variant in variants:
-            cfg_path = lb.variant_config(lb.SYNTHETIC_CONFIG, variant)
+            cfg_path = lb.SYNTHETIC_CONFIG
             opts = options
             if variant in extra_options:
                 opts = lb.RunOptions(**dict(
@@ -109,8 +87,8 @@ def run_all(variants, seeds, options, work_dir, jobs, extra_options=None):
                     cfg_options=dict(options.cfg_options, **extra_options[variant])))
             run_dir = osp.join(work_dir, 'runs', variant, f'seed{seed}')
             path = osp.join(run_dir, lb.RESULT_FILE)
-            cfg = lb.build_run_config(cfg_path, run_dir, seed, opts)
-            setup = lb.training_setup(cfg, cfg_path, seed)
+            cfg = lb.build_run_config(cfg_path, run_dir, seed, opts, variant)
+            setup = lb.training_setup(cfg, cfg_path, seed, variant)
             if lb.stored_status(run_dir, setup, opts.evaluation()) == 'done':
                 results[variant][seed] = lb.load_result(path)
             else:
@@ -193,21 +171,13 @@ def k_dynamics(results: dict, names) -> dict:
 
 
 def paired(arm: dict, control: dict, scenario: str, subset: str) -> dict:
+    """The arm's score minus its control's, paired by seed (the mean of the
+    per-seed differences with its 95 % t interval)."""
     seeds = sorted(set(arm) & set(control))
-    diffs = [
+    return paired_difference([
         arm[s]['scenarios'][scenario][subset] -
         control[s]['scenarios'][scenario][subset] for s in seeds
-    ]
-    n = len(diffs)
-    mean = statistics.fmean(diffs)
-    half = t95(n - 1) * statistics.stdev(diffs) / math.sqrt(n) if n > 1 else None
-    return dict(
-        n=n,
-        diff=mean,
-        low=None if half is None else mean - half,
-        high=None if half is None else mean + half,
-        excludes_zero=None if half is None else (mean - half > 0 or mean + half < 0),
-        diffs=diffs)
+    ])
 
 
 def arm_table(results: dict, scenarios, subsets, names) -> dict:
@@ -217,8 +187,7 @@ def arm_table(results: dict, scenarios, subsets, names) -> dict:
         entry = dict(variant=variant, control=control, scores={}, paired={})
         for scenario in scenarios:
             entry['scores'][scenario] = {
-                s:
-                lb.seed_statistics([r['scenarios'][scenario][s] for r in runs.values()])
+                s: seed_statistics([r['scenarios'][scenario][s] for r in runs.values()])
                 for s in subsets
             }
             if control is not None:

@@ -1,10 +1,11 @@
 """The robustness leaderboard: every method variant, several seeds, two ceilings.
 
-Trains every variant of a config family (``<base>.py`` and ``<base>_<suffix>.py``;
-the names are ``mwam_mm.evaluation.leaderboard.VARIANTS``: baseline, moddrop, mwam,
-moddrop-mwam, ogm-ge, rsc-md, btw, cmpt, the unimodal ceilings unimodal-rgb and
-unimodal-thermal, and the analysis variants) with the same data, schedule and seeds,
-tests each in the robustness scenarios (``blank``, ``missing``) on every modality
+Trains every variant of a config family (its base config, ``--config``, with the
+method overlays of ``configs/_base_/methods`` that the variant table names:
+``benchmarks/leaderboard/variants.py``, ``VARIANTS``: baseline, moddrop, mwam,
+moddrop-mwam, ogm-ge, rsc-md, btw, cmpt, rsc-view, the unimodal ceilings unimodal-rgb
+and unimodal-thermal, and the analysis variants) with the same data, schedule and
+seeds, tests each in the robustness scenarios (``blank``, ``missing``) on every modality
 subset (a ceiling on its own modality), per day / night split where the data has
 them and, with ``--degradations``, under the degradation suite; then writes
 ``leaderboard.{md,json,png}`` into the work dir: mean ± std over seeds, the mean
@@ -34,10 +35,15 @@ import time
 
 from mmengine.config import DictAction
 
-import mwam_mm  # noqa: F401
-from mwam_mm.evaluation import SCENARIOS
-from mwam_mm.evaluation import leaderboard as lb
-from mwam_mm.evaluation.degradations import DEGRADATIONS, SEVERITIES, degradation_plan
+# the harness lives with the benchmarks, not in the installed package: imported
+# from this checkout
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import mwam_mm  # noqa: F401,E402
+from benchmarks import leaderboard as lb  # noqa: E402
+from mwam_mm.evaluation import SCENARIOS, degradations  # noqa: E402
 
 GENERATOR_OPTIONS = ('data_seed', 'night_fraction', 'width', 'height', 'num_train',
                      'num_test')
@@ -48,12 +54,13 @@ def parse_args(argv=None):
     parser.add_argument(
         '--config',
         default=lb.SYNTHETIC_CONFIG,
-        help='the family\'s base config (default: the synthetic detector)')
+        help='the family\'s base config, which the variants\' method overlays are '
+        'applied to (default: the synthetic detector)')
     parser.add_argument(
         '--variants',
         nargs='+',
         choices=list(lb.VARIANTS),
-        help='default: every variant whose config exists next to --config')
+        help='default: every variant of the table')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--work-dir', default='work_dirs/robustness_leaderboard')
     length = parser.add_mutually_exclusive_group()
@@ -88,10 +95,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--degradations',
         nargs='*',
-        choices=list(DEGRADATIONS) + ['all'],
+        choices=list(degradations.DEGRADATIONS) + ['all'],
         default=[],
         help='also test under these degradations (not the ceilings)')
-    parser.add_argument('--severities', type=int, nargs='+', default=list(SEVERITIES))
+    parser.add_argument(
+        '--severities', type=int, nargs='+', default=list(degradations.SEVERITIES))
     parser.add_argument(
         '--jobs',
         type=int,
@@ -139,21 +147,17 @@ def main(argv=None):
     args = parse_args(argv)
     t_start = time.time()
     try:
-        args.config = lb.variant_config(args.config, 'baseline')
+        args.config = lb.existing_config(args.config)
     except FileNotFoundError as e:
         raise SystemExit(f'{lb.TAG} {e}')
-    variants = args.variants or lb.available_variants(args.config)
-    try:
-        configs = {v: lb.variant_config(args.config, v) for v in variants}
-    except FileNotFoundError as e:
-        raise SystemExit(f'{lb.TAG} {e}')
+    variants = args.variants or list(lb.VARIANTS)
     if lb.BASELINE not in variants:
         log(f'no {lb.BASELINE!r} among the variants: nothing is marked')
     data = data_options(args)
-    degradations = None
+    degradation_tests = None
     if args.degradations:
         names = None if 'all' in args.degradations else args.degradations
-        degradations = degradation_plan(None, names, args.severities)
+        degradation_tests = degradations.degradation_plan(None, names, args.severities)
     options = lb.RunOptions(
         epochs=args.epochs,
         max_iters=args.max_iters,
@@ -164,9 +168,9 @@ def main(argv=None):
         fill=args.fill,
         metric=args.metric,
         splits='auto' if args.splits == 'auto' else None,
-        degradations=degradations,
+        degradations=degradation_tests,
         quiet=not args.verbose)
-    if not args.scenarios and not degradations:
+    if not args.scenarios and not degradation_tests:
         raise SystemExit(f'{lb.TAG} nothing to test: no scenario and no degradation')
 
     plan = []  # (variant, seed, run dir, result path, status)
@@ -176,8 +180,8 @@ def main(argv=None):
             path = osp.join(run_dir, lb.RESULT_FILE)
             if args.force and osp.isdir(run_dir):
                 shutil.rmtree(run_dir)
-            cfg = lb.build_run_config(configs[variant], run_dir, seed, options)
-            setup = lb.training_setup(cfg, configs[variant], seed)
+            cfg = lb.build_run_config(args.config, run_dir, seed, options, variant)
+            setup = lb.training_setup(cfg, args.config, seed, variant)
             try:
                 status = lb.stored_status(run_dir, setup, options.evaluation())
             except ValueError as e:
@@ -198,7 +202,7 @@ def main(argv=None):
             results[variant][seed] = lb.load_result(path)
             print(progress.line(variant, seed, None), flush=True)
         else:
-            pending.append((configs[variant], run_dir, seed, options, variant, path))
+            pending.append((args.config, run_dir, seed, options, variant, path))
     if jobs > 1:  # the longest runs first, so that no worker idles at the end
         pending.sort(key=lambda job: -lb.expected_cost(job[4]))
     if pending:

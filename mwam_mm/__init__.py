@@ -17,11 +17,11 @@ from . import datasets, engine, evaluation, models, visualization  # noqa: E402,
 from .frm import FrequencyRatioMetric, MWAMWeighting, frequency_ratio_metric  # noqa
 from .modality import DEFAULT_MODALITIES, Modality, ModalityLayout  # noqa: E402
 from .modality_dropout import ModalityDropoutSampler  # noqa: E402
-from .presence import batch_presence, current_batch_presence  # noqa: E402
+from .presence import MISSING_KEY, WEIGHTS_KEY, presence_from_data_samples  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
     '__version__', 'frequency_ratio_metric', 'FrequencyRatioMetric', 'MWAMWeighting',
     'Modality', 'ModalityLayout', 'DEFAULT_MODALITIES', 'ModalityDropoutSampler',
-    'batch_presence', 'current_batch_presence'
+    'MISSING_KEY', 'WEIGHTS_KEY', 'presence_from_data_samples'
 ]

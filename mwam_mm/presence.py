@@ -1,24 +1,27 @@
-"""Which modalities each sample of a batch has: the presence mask.
+"""What each sample says about its modalities, carried in its metainfo.
 
-A sample can say that some of its modalities are missing (a camera known to be dead,
-or dropped on purpose by feature-level modality dropout) with the meta key
-``missing_modalities`` (a list of modality names). The data preprocessor turns the
-batch's lists into a ``(B, M)`` boolean *presence mask* (True = present, modalities in
-layout order) and publishes it for the forward pass that follows, where
-:class:`~mwam_mm.models.DualStreamBackbone` reads it.
+Two per-sample facts ride on the data samples, as mmdet's preprocessor writes
+``batch_input_shape`` into their metainfo:
 
-Why a published mask rather than an argument: stock detectors and segmentors call
-``backbone(inputs)`` with the image tensor alone, and the data samples never reach
-the backbone. The preprocessor is the one component that sees both, and it runs
-right before every forward of a train, val or test step; it sets the mask for every
-batch (``None`` when every modality of every sample is present) together with a
-weak reference to the batch's input tensor, and the mask lapses when that tensor is
-freed, so a mask never outlives its batch. The mask is per thread, like autocast's
-state.
+- ``missing_modalities`` (:data:`MISSING_KEY`): a list of modality names known to
+  be missing (a dead camera, or dropped on purpose by feature-level modality
+  dropout in the RGB-T data preprocessors). The model turns a batch's lists into a
+  ``(B, M)`` boolean *presence mask* (True = present, modalities in layout order,
+  :func:`presence_from_data_samples`) and passes it to the backbone:
+  ``backbone(inputs, presence)``, as mmdet3d's ``extract_img_feat(img,
+  input_metas)``.
+- ``modality_weights`` (:data:`WEIGHTS_KEY`): ``{modality: weight}``, the factor on
+  the sample's stream features before fusion in training (BTW;
+  :class:`mwam_mm.engine.BTWHook` writes it into the batch before each training
+  iteration). The model passes the ``(B, M)`` tensor
+  (:func:`weights_from_data_samples`) to the backbone in training only.
+
+Our model classes (``RGBTSingleStageDetector``, ``RGBTTwoStageDetector``,
+``RGBTEncoderDecoder``) read both and pass them explicitly; a stock mmdet/mmseg
+model calls ``backbone(inputs)`` and gets every modality treated as present.
+Segmentors see metainfo dicts (``batch_img_metas``) where detectors see data
+samples: the functions here take either.
 """
-import threading
-import weakref
-from contextlib import contextmanager
 from typing import Optional, Sequence
 
 import torch
@@ -26,41 +29,14 @@ import torch
 from .modality import ModalityLayout
 
 MISSING_KEY = 'missing_modalities'
-
-_state = threading.local()
-
-
-def set_batch_presence(presence: Optional[torch.Tensor],
-                       inputs: Optional[torch.Tensor] = None) -> None:
-    """Publish the presence mask of the batch about to be forwarded.
-
-    Args:
-        presence (Tensor, optional): ``(B, M)`` bool, True where present.
-        inputs (Tensor, optional): The batch's input tensor: the mask lapses when
-            it is freed. Without it the mask holds until replaced.
-    """
-    _state.presence = presence
-    _state.inputs = None if inputs is None else weakref.ref(inputs)
+WEIGHTS_KEY = 'modality_weights'
 
 
-def current_batch_presence() -> Optional[torch.Tensor]:
-    """The presence mask published for the current batch, or ``None``."""
-    presence = getattr(_state, 'presence', None)
-    inputs = getattr(_state, 'inputs', None)
-    if presence is not None and inputs is not None and inputs() is None:
-        return None  # its batch is gone
-    return presence
-
-
-@contextmanager
-def batch_presence(presence: Optional[torch.Tensor]):
-    """Publish ``presence`` for the duration of a ``with`` block."""
-    previous = (getattr(_state, 'presence', None), getattr(_state, 'inputs', None))
-    set_batch_presence(presence)
-    try:
-        yield
-    finally:
-        _state.presence, _state.inputs = previous
+def _metainfo(sample) -> dict:
+    """The metainfo of a data sample, or the dict itself (mmseg's img metas)."""
+    if isinstance(sample, dict):
+        return sample
+    return getattr(sample, 'metainfo', None) or {}
 
 
 def check_missing(names: Sequence[str],
@@ -106,16 +82,63 @@ def presence_mask(missing_per_sample: Sequence[Optional[Sequence[str]]],
 def presence_from_data_samples(data_samples,
                                layout: ModalityLayout,
                                device=None) -> Optional[torch.Tensor]:
-    """The presence mask of a batch from its data samples' ``missing_modalities``."""
-    if not data_samples:
+    """The ``(B, M)`` presence mask of a batch from its samples'
+    ``missing_modalities`` (``None`` when every sample has every modality).
+
+    Args:
+        data_samples (list): Data samples, or metainfo dicts (``batch_img_metas``).
+        layout (ModalityLayout): The modality layout (order of the columns).
+        device: Device of the mask.
+    """
+    if data_samples is None or len(data_samples) == 0:
         return None
-    missing = []
-    for sample in data_samples:
-        metainfo = getattr(sample, 'metainfo', None)
-        missing.append((metainfo or {}).get(MISSING_KEY))
+    missing = [_metainfo(sample).get(MISSING_KEY) for sample in data_samples]
     if not any(missing):
         return None
     return presence_mask(missing, layout, device)
+
+
+def weights_from_data_samples(data_samples,
+                              layout: ModalityLayout,
+                              device=None) -> Optional[torch.Tensor]:
+    """The ``(B, M)`` per-sample modality weights of a batch from its samples'
+    ``modality_weights`` (``None`` when no sample has any).
+
+    A sample without the key has weight 1 for every modality; a sample with it
+    names every modality of the layout, each with a finite number.
+
+    Args:
+        data_samples (list): Data samples, or metainfo dicts.
+        layout (ModalityLayout): The modality layout (order of the columns).
+        device: Device of the tensor.
+    """
+    if data_samples is None or len(data_samples) == 0:
+        return None
+    given = [_metainfo(sample).get(WEIGHTS_KEY) for sample in data_samples]
+    if all(w is None for w in given):
+        return None
+    rows = []
+    for i, weights in enumerate(given):
+        if weights is None:
+            rows.append([1.0] * len(layout))
+            continue
+        if not isinstance(weights, dict) or sorted(weights) != sorted(layout.names):
+            raise ValueError(
+                f'{WEIGHTS_KEY} of sample {i} must be a dict with one weight per '
+                f'modality of the layout {layout.names}, got {weights!r}')
+        rows.append([float(weights[name]) for name in layout.names])
+    return torch.tensor(rows, dtype=torch.float32, device=device)
+
+
+def set_sample_weights(data_samples, weights: torch.Tensor,
+                       layout: ModalityLayout) -> None:
+    """Write each sample's row of ``weights`` (``(B, M)``) into its metainfo as
+    ``modality_weights``; the inverse of :func:`weights_from_data_samples`."""
+    if weights.shape != (len(data_samples), len(layout)):
+        raise ValueError(f'{WEIGHTS_KEY}: weights of shape {tuple(weights.shape)} for '
+                         f'{len(data_samples)} samples and modalities {layout.names}')
+    for sample, row in zip(data_samples, weights.tolist()):
+        sample.set_metainfo({WEIGHTS_KEY: dict(zip(layout.names, row))})
 
 
 def check_pipeline_carries_missing(pipeline, source: str) -> None:

@@ -22,6 +22,7 @@ from tests.helpers.layouts import (write_flir, write_fmb, write_kaist, write_m3f
 CONFIGS = sorted(
     p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
     if '/_base_/' not in p)
+METHODS = sorted(glob.glob(osp.join(ROOT, 'configs', '_base_', 'methods', '*.py')))
 
 
 def rel(path):
@@ -68,10 +69,22 @@ def test_configs_are_discovered():
         assert synthetic.replace('.py', f'{suffix}.py') in names
 
 
+@pytest.mark.parametrize('path', METHODS, ids=rel)
+def test_method_overlay_is_hooks_and_a_model_change_used_by_a_leaf(path):
+    """A method overlay sets keys no family config has (configs/_base_/methods/
+    README.md), and some leaf config inherits it."""
+    overlay = Config.fromfile(path)
+    assert set(overlay) and set(overlay) <= {'custom_hooks', 'method_model'}
+    base = f"'../_base_/methods/{osp.basename(path)}'"
+    assert any(base in open(p).read() for p in CONFIGS)
+
+
 @pytest.mark.parametrize('path', CONFIGS, ids=rel)
 def test_config_loads_and_builds(path):
     cfg = Config.fromfile(path)
     assert 'mwam_mm' in cfg.custom_imports['imports']
+    # an overlay's change to the model is merged into it, not left beside it
+    assert 'method_model' not in cfg
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(copy.deepcopy(cfg.model))  # detectors edit it
         assert hasattr(model.backbone, 'modality_branches')

@@ -15,37 +15,45 @@ slim dual-stream RetinaNet, schedule and seeds for
   unimodal-rgb      the ceilings: the same detector on one camera only
   unimodal-thermal
 
-(``--variants`` takes every variant of the benchmark by name; each is a config
-next to ``retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py``: ``mwam``
-(``..._synthetic_mwam.py``), ``ogm-ge`` (``..._synthetic_ogm-ge.py``), ``rsc-md``
-(``..._synthetic_rsc-md.py``), ``btw`` (``..._synthetic_btw.py``), ``cmpt``
-(``..._synthetic_cmpt.py``), ``mwam-update``, ``moddrop-input``, ``mwam-robust``,
-``moddrop``, ``moddrop-mwam``, ``unimodal-rgb``, ``unimodal-thermal``)
-over seeds 0, 1, 2; tests each with every modality subset in the ``blank`` and
-``missing`` scenarios (a ceiling on its own camera), and writes the leaderboard
-(``leaderboard.md/json/png``: mean +- std over seeds, mean over subsets, collapse
-rate, each single-camera score as a fraction of its ceiling, differences to the
-baseline beyond two standard errors marked) and ``mwam_weights.png`` (MWAM's FRM
-and K, and the gradient norm reaching each branch, per iteration) into the work
-dir. Runs go two at a time on a CPU (one thread each), one at a time on a GPU.
+(``--variants`` takes every variant of the benchmark's table by name,
+``benchmarks/leaderboard/variants.py``: ``mwam``, ``ogm-ge``, ``rsc-md``, ``btw``,
+``cmpt``, ``mwam-update``, ``moddrop-input``, ``mwam-robust``, ...; each is
+``retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py`` with the method overlays of
+``configs/_base_/methods`` it names, the same config as the leaf
+``..._synthetic_<variant>.py``) over seeds 0, 1, 2; tests each with every modality
+subset in the ``blank`` and ``missing`` scenarios (a ceiling on its own camera), and
+writes the leaderboard (``leaderboard.md/json/png``: mean +- std over seeds, mean
+over subsets, collapse rate, each single-camera score as a fraction of its ceiling,
+differences to the baseline beyond two standard errors marked) and
+``mwam_weights.png`` (MWAM's FRM and K, and the gradient norm reaching each branch,
+per iteration) into the work dir. Runs go two at a time on a CPU (one thread each),
+one at a time on a GPU.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--seeds 0 1 2]
         [--variants ...] [--epochs 4] [any option of the benchmark]
 
 Finished runs are reused (``--force`` retrains).
+
+The benchmark and its harness (``benchmarks/``) are not part of the installed
+package: like the benchmarks, this script puts the checkout's root on
+``sys.path`` and imports them as ``benchmarks.*``.
 """
 import argparse
-import importlib.util
 import json
 import os.path as osp
 import statistics
-
-from mwam_mm.evaluation import leaderboard as lb
+import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import leaderboard as lb  # noqa: E402
+from benchmarks import robustness_leaderboard  # noqa: E402
+
 BEST_OTHER = 'rsc-view'
-# the other methods, by the benchmark's names (configs ..._synthetic_<name>.py);
-# not in the default run (15-minute budget), each one --variants away
+# the other methods, by the benchmark's variant names; not in the default run
+# (15-minute budget), each one --variants away
 OTHER_METHODS = ('mwam', 'ogm-ge', 'rsc-md', 'btw', 'cmpt')
 DEFAULT_VARIANTS = [
     'baseline', 'moddrop', 'moddrop-mwam', BEST_OTHER, 'unimodal-rgb',
@@ -111,14 +119,6 @@ def benchmark_argv(args) -> list:
     return argv
 
 
-def load_benchmark():
-    path = osp.join(ROOT, 'benchmarks', 'robustness_leaderboard.py')
-    spec = importlib.util.spec_from_file_location('robustness_leaderboard', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def moving_average(values, window=25):
     out, total = [], 0.0
     for i, v in enumerate(values):
@@ -168,7 +168,7 @@ def plot_training(histories: dict, path: str) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    load_benchmark().main(benchmark_argv(args))
+    robustness_leaderboard.main(benchmark_argv(args))
     histories = {}
     for variant in args.variants:  # the first seed's training curves
         path = osp.join(args.work_dir, 'runs', variant, f'seed{args.seeds[0]}',

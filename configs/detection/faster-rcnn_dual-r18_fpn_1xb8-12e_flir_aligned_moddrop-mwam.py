@@ -1,4 +1,5 @@
 # MWAM as its authors run it: on top of feature-level modality dropout.
-_base_ = './faster-rcnn_dual-r18_fpn_1xb8-12e_flir_aligned_moddrop.py'
-
-custom_hooks = [dict(type='MWAMHook', preset='paper', apply='grad')]
+_base_ = [
+    './faster-rcnn_dual-r18_fpn_1xb8-12e_flir_aligned_moddrop.py',
+    '../_base_/methods/mwam.py'
+]

@@ -1,3 +1,1 @@
-_base_ = './faster-rcnn_dual-r18_fpn_1xb8-12e_kaist.py'
-
-custom_hooks = [dict(type='MWAMHook', preset='paper', apply='grad')]
+_base_ = ['./faster-rcnn_dual-r18_fpn_1xb8-12e_kaist.py', '../_base_/methods/mwam.py']

@@ -1,4 +1,4 @@
 # MWAM as its authors run it: on top of feature-level modality dropout.
-_base_ = './faster-rcnn_dual-r18_fpn_1xb8-12e_llvip_moddrop.py'
-
-custom_hooks = [dict(type='MWAMHook', preset='paper', apply='grad')]
+_base_ = [
+    './faster-rcnn_dual-r18_fpn_1xb8-12e_llvip_moddrop.py', '../_base_/methods/mwam.py'
+]

@@ -1,6 +1,4 @@
-# Modality dropout as the authors' release trains: kept subset uniform over the
-# non-empty subsets, dropped modalities replaced at the feature level.
-_base_ = './faster-rcnn_dual-r18_fpn_1xb8-12e_llvip.py'
-
-model = dict(
-    data_preprocessor=dict(modality_dropout=dict(protocol='subsets', level='feature')))
+_base_ = [
+    './faster-rcnn_dual-r18_fpn_1xb8-12e_llvip.py', '../_base_/methods/moddrop.py'
+]
+model = _base_.pop('method_model')  # see configs/_base_/methods/README.md

@@ -1,10 +1,2 @@
-# RSC-MD (Shao & Shi, 2025): RSC, an auxiliary detection head per modality on its
-# stream's own features, losses added with weight lambda = 1 (keys *_rgb,
-# *_thermal); MD (our adaptation of the unpublished detail): after a warm-up the
-# fused loss's gradient into the streams is scaled by beta = 0, so each stream
-# learns from its own unimodal loss and fusion, neck and head from the fused loss.
-# The auxiliary heads are not used at test time.
-_base_ = './faster-rcnn_dual-r18_fpn_1xb8-12e_m3fd.py'
-
-model = dict(aux_loss_weight=1.0)
-custom_hooks = [dict(type='RSCMDHook', beta=0.0, warmup_epochs=1)]
+_base_ = ['./faster-rcnn_dual-r18_fpn_1xb8-12e_m3fd.py', '../_base_/methods/rsc-md.py']
+model = _base_.pop('method_model')  # see configs/_base_/methods/README.md

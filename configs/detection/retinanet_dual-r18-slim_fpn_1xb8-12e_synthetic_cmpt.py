@@ -1,11 +1,4 @@
-# CMPT-style cross-modal proxies (after Reza et al., 2025; our adaptation to dense
-# tasks): per backbone level a light module predicts each modality's features from
-# the other's, trained with an alignment loss (weight 0.2) on fully present
-# samples; a known-missing modality's features are replaced by its gated
-# prediction. Training draws per-sample missing patterns (feature-level modality
-# dropout over the non-empty subsets).
-_base_ = './retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
-
-model = dict(
-    backbone=dict(missing_substitute=dict(type='CrossModalProxy', loss_weight=0.2)),
-    data_preprocessor=dict(modality_dropout=dict(protocol='subsets', level='feature')))
+_base_ = [
+    './retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py', '../_base_/methods/cmpt.py'
+]
+model = _base_.pop('method_model')  # see configs/_base_/methods/README.md

@@ -1,4 +1,5 @@
 # MWAM as its authors run it: on top of feature-level modality dropout.
-_base_ = './retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic_moddrop.py'
-
-custom_hooks = [dict(type='MWAMHook', preset='paper', apply='grad')]
+_base_ = [
+    './retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic_moddrop.py',
+    '../_base_/methods/mwam.py'
+]

@@ -1,7 +1,4 @@
-# MWAM with the well-conditioned band-energy FRM (mode='robust') instead of the
-# paper's ratio; an analysis variant of the demo (tools/demo.py --variants ...).
-_base_ = './retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
-
-custom_hooks = [
-    dict(type='MWAMHook', preset='paper', apply='grad', frm=dict(mode='robust'))
+_base_ = [
+    './retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py',
+    '../_base_/methods/mwam-robust.py'
 ]

@@ -1,7 +1,3 @@
-# BTW (Hou et al., 2025): per-sample, per-modality feature weights KL_norm x MI,
-# from each modality's disagreement with the fused prediction, refreshed by a
-# pass over the training set every 5 epochs, smoothed with a fixed
-# factor, applied before fusion in training only (weight 1 at test).
-_base_ = './retinanet_dual-r18_fpn_1xb8-12e_llvip.py'
-
-custom_hooks = [dict(type='BTWHook', interval=5)]
+_base_ = [
+    './retinanet_dual-r18_fpn_1xb8-12e_llvip.py', '../_base_/methods/btw_every-5e.py'
+]

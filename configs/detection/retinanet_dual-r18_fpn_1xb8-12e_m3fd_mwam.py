@@ -1,3 +1,1 @@
-_base_ = './retinanet_dual-r18_fpn_1xb8-12e_m3fd.py'
-
-custom_hooks = [dict(type='MWAMHook', preset='paper', apply='grad')]
+_base_ = ['./retinanet_dual-r18_fpn_1xb8-12e_m3fd.py', '../_base_/methods/mwam.py']

@@ -1,7 +1,4 @@
-# BTW (Hou et al., 2025): per-sample, per-modality feature weights KL_norm x MI,
-# from each modality's disagreement with the fused prediction, refreshed by a
-# pass over the training set every 10000 iterations, smoothed with a fixed
-# factor, applied before fusion in training only (weight 1 at test).
-_base_ = './deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py'
-
-custom_hooks = [dict(type='BTWHook', interval=10000, by_epoch=False)]
+_base_ = [
+    './deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py',
+    '../_base_/methods/btw_every-10k-iters.py'
+]

@@ -1,3 +1,1 @@
-_base_ = './deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py'
-
-custom_hooks = [dict(type='MWAMHook', preset='paper', apply='grad')]
+_base_ = ['./deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py', '../_base_/methods/mwam.py']

@@ -1,10 +1,4 @@
-# RSC-MD (Shao & Shi, 2025): RSC, an auxiliary decode head per modality on its
-# stream's own features, losses added with weight lambda = 1 (keys *_rgb,
-# *_thermal); MD (our adaptation of the unpublished detail): after a warm-up the
-# fused loss's gradient into the streams is scaled by beta = 0, so each stream
-# learns from its own unimodal loss and fusion, neck and head from the fused loss.
-# The auxiliary heads are not used at test time.
-_base_ = './deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py'
-
-model = dict(aux_loss_weight=1.0)
-custom_hooks = [dict(type='RSCMDHook', beta=0.0, warmup_iters=1000)]
+_base_ = [
+    './deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py', '../_base_/methods/rsc-md_80k.py'
+]
+model = _base_.pop('method_model')  # see configs/_base_/methods/README.md

@@ -1,5 +1,6 @@
 # MWAM as its authors run it: on top of feature-level modality dropout.
-_base_ = './segformer_dual-mit-b0_1xb2-160k_mfnet_moddrop.py'
-
 # AdamW normalises gradients, so MWAM scales the updates (the paper's Algorithm 1)
-custom_hooks = [dict(type='MWAMHook', preset='paper', apply='update')]
+_base_ = [
+    './segformer_dual-mit-b0_1xb2-160k_mfnet_moddrop.py',
+    '../_base_/methods/mwam-update.py'
+]

@@ -1,4 +1,4 @@
-_base_ = './segformer_dual-mit-b0_1xb2-160k_mfnet.py'
-
 # AdamW normalises gradients, so MWAM scales the updates (the paper's Algorithm 1)
-custom_hooks = [dict(type='MWAMHook', preset='paper', apply='update')]
+_base_ = [
+    './segformer_dual-mit-b0_1xb2-160k_mfnet.py', '../_base_/methods/mwam-update.py'
+]

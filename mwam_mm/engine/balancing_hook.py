@@ -22,6 +22,13 @@ def module_names(model: nn.Module, max_depth: int = 3, limit: int = 60) -> str:
     return shown + more
 
 
+def resuming(runner) -> bool:
+    """Whether the runner is resuming a run (``resume=True``) rather than loading
+    weights for a new one (``load_from``): a hook's training state is restored
+    only then. mmengine's ``EMAHook`` tells the two apart the same way."""
+    return bool(getattr(runner, '_resume', False))
+
+
 def training_epoch(runner) -> int:
     """The epoch of the current training iteration.
 

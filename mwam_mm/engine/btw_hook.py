@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..compat.resume import SeededIndex, seeded_randomness
 from ..models.modality_outputs import check_source, validate_source
-from ..presence import batch_presence
-from .balancing_hook import ModalityBalancingHook, unwrap
+from ..presence import MISSING_KEY, set_sample_weights
+from .balancing_hook import ModalityBalancingHook, resuming, unwrap
 
 STATE_KEY = 'btw'
 _PASS_TAG = 0xB7  # keys the refresh pass's random streams apart from training's
@@ -138,12 +138,13 @@ class BTWHook(ModalityBalancingHook):
     weights. The pass sees every modality of every image (a feature-level
     missing mark from the training pipeline is lifted for it).
 
-    **Application.** Before each training iteration the batch's weights
-    (looked up by the data samples' ``sample_idx``) are set as
-    ``model.backbone.sample_weights`` (a ``(B, M)`` tensor): the backbone
-    (:class:`~mwam_mm.models.DualStreamBackbone`) multiplies each sample's stream
-    features by them before fusion, in training mode only. It is reset to None
-    after the iteration, so validation and test use weight 1.
+    **Application.** Before each training iteration each data sample of the
+    batch gets its weights (looked up by its ``sample_idx``) in its metainfo, as
+    ``modality_weights`` (``{modality: weight}``, :mod:`mwam_mm.presence`); the
+    RGB-T model passes them to the backbone
+    (:class:`~mwam_mm.models.DualStreamBackbone`), which multiplies each sample's
+    stream features by them before fusion, in training mode only: validation
+    and test use weight 1.
 
     **Distributed.** Each rank scores its shard (indices ``rank::world_size``) with
     a sequential loader of its own (the training sampler is untouched); the
@@ -154,13 +155,14 @@ class BTWHook(ModalityBalancingHook):
     **Logged** after each refresh: ``btw_w_<m>_mean``, ``_std`` (population),
     ``_min``, ``_max`` over the training set and ``btw_mi_<m>``, plus a log line.
     The weights per ``sample_idx`` are saved in the checkpoint (``'btw'``) and
-    restored from it.
+    restored when the run is resumed (``resume=True``), not for ``load_from``,
+    which starts a new run (as mmengine's ``EMAHook``).
 
     **Needs** the samples' ``sample_idx`` in their metainfo (mmengine datasets
     set it; mmdet's ``PackDetInputs`` and mmseg's ``PackSegInputs`` keep it only
     with ``'sample_idx'`` in their ``meta_keys``), a model with
     per-modality predictions (the RGB-T detectors and segmentors) and a
-    backbone with ``sample_weights`` (``DualStreamBackbone``).
+    backbone with per-modality streams (``DualStreamBackbone``).
 
     Args:
         interval (int): Refresh every ``interval`` epochs (after epochs
@@ -241,10 +243,11 @@ class BTWHook(ModalityBalancingHook):
         model = unwrap(runner.model)
         self._source = check_source(self.source, model, 'BTWHook')
         backbone = getattr(model, 'backbone', None)
-        if backbone is None or not hasattr(backbone, 'sample_weights'):
+        if backbone is None or not hasattr(backbone, 'forward_streams'):
             raise TypeError(
-                'BTWHook applies its weights through the backbone\'s '
-                '`sample_weights` (DualStreamBackbone has it); the model\'s backbone '
+                'BTWHook weighs each modality\'s stream features before fusion, '
+                'which needs a backbone with per-modality streams '
+                f'(DualStreamBackbone); the model\'s backbone '
                 f'{type(backbone).__name__} has none')
 
     @property
@@ -304,8 +307,8 @@ class BTWHook(ModalityBalancingHook):
                 "sample's 'sample_idx' from them")
         weights = self.batch_weights(samples)  # checks sample_idx every iteration
         # before the first refresh every weight is 1: nothing to multiply
-        unwrap(runner.model).backbone.sample_weights = weights if self.weights \
-            else None
+        if self.weights:
+            set_sample_weights(samples, weights, self.layout)
 
     def after_train_iter(self,
                          runner,
@@ -313,7 +316,6 @@ class BTWHook(ModalityBalancingHook):
                          data_batch=None,
                          outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        unwrap(runner.model).backbone.sample_weights = None
         if not self.by_epoch and self.every_n_train_iters(runner, self.interval) \
                 and runner.iter + 1 < runner.max_iters:
             self.refresh(runner)
@@ -353,9 +355,10 @@ class BTWHook(ModalityBalancingHook):
         data = model.data_preprocessor(data_batch, False)
         samples = data['data_samples']
         indices = self.sample_indices(samples)
-        with batch_presence(None):  # score every image with all its modalities
-            preds = model.modality_predictions(
-                data['inputs'], samples, source=self._source, top_k=self.top_k)
+        for sample in samples:  # score every image with all its modalities
+            sample.set_metainfo({MISSING_KEY: []})
+        preds = model.modality_predictions(
+            data['inputs'], samples, source=self._source, top_k=self.top_k)
         expected = ['fused'] + self.names
         if not isinstance(preds, dict) or any(k not in preds for k in expected):
             got = sorted(preds) if isinstance(preds, dict) else type(preds).__name__
@@ -493,6 +496,14 @@ class BTWHook(ModalityBalancingHook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get(STATE_KEY)
         if state is None:
+            return
+        if not resuming(runner):
+            # load_from starts a new run, maybe on other data: weights keyed by
+            # another run's sample_idx would land on unrelated samples
+            print_log(
+                'BTWHook: the loaded checkpoint has BTW weights; they are not '
+                'restored (load_from starts a new run; resume=True continues one)',
+                logger='current')
             return
         if self.layout is None:
             raise RuntimeError(

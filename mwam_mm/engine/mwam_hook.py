@@ -11,8 +11,8 @@ from mmengine.registry import HOOKS
 
 from ..frm import MWAMWeighting, frequency_ratio_metric
 from ..frm.frequency_ratio import grid_offsets
-from ..presence import current_batch_presence
-from .balancing_hook import ModalityBalancingHook, module_names
+from ..presence import presence_from_data_samples
+from .balancing_hook import ModalityBalancingHook, module_names, resuming, unwrap
 from .modulation import (BranchModulation, GradientModulation, LossModulation,
                          UpdateModulation, adaptive_optimizer_names)
 
@@ -78,8 +78,9 @@ class MWAMHook(ModalityBalancingHook):
     - ``'hybrid'``: ``'grad'`` plus ``'loss'``; any list such as
       ``['update', 'loss']`` is accepted too.
 
-    **Which samples count.** A sample whose modality is known missing (the
-    batch's presence mask, e.g. from feature-level modality dropout) or blanked
+    **Which samples count.** A sample whose modality is known missing (its
+    ``missing_modalities``, e.g. from feature-level modality dropout, read from
+    the data samples the model's forward receives) or blanked
     (a constant image, apart from padding: a black frame has no high band, so the
     paper's FRM of it explodes) does not count in that modality's FRM. FRM (a sum
     over the batch) is then taken over the counted samples and scaled to the batch
@@ -90,7 +91,10 @@ class MWAMHook(ModalityBalancingHook):
     Nothing runs outside training iterations, and the hook adds no parameters or
     buffers to the model: the checkpoint is an ordinary model. The weights are
     applied by the shared modulations of :mod:`mwam_mm.engine.modulation`; this
-    hook keeps FRM, the bank, the logging and its state.
+    hook keeps FRM, the bank, the logging and its state. The bank and the last
+    weights are saved in the checkpoint (``'mwam'``) and restored when the run is
+    resumed (``resume=True``), not for ``load_from``, which starts a new run (as
+    mmengine's ``EMAHook``).
 
     Args:
         branches (dict, optional): ``{modality: module path}`` of each modality's own
@@ -194,6 +198,7 @@ class MWAMHook(ModalityBalancingHook):
         self.weights: Optional[Dict[str, float]] = None
         self.last_weights: Dict[str, float] = {}
         self._recording = False
+        self._presence: Optional[torch.Tensor] = None  # of the batch in training
         self._nonfinite_warnings = 0
 
     @staticmethod
@@ -235,7 +240,7 @@ class MWAMHook(ModalityBalancingHook):
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
-        self._install_frm_hooks()
+        self._install_frm_hooks(unwrap(runner.model))
         self._warn_adaptive(runner)
         print_log(
             f'MWAMHook: modalities {list(self.branches)}, apply='
@@ -244,7 +249,17 @@ class MWAMHook(ModalityBalancingHook):
             f'{self.weighting.gamma})), FRM source {self.frm_source!r}',
             logger='current')
 
-    def _install_frm_hooks(self) -> None:
+    def _install_frm_hooks(self, model: nn.Module) -> None:
+
+        def read_presence(module, args, kwargs):
+            # the samples as the model's forward gets them: after the data
+            # preprocessor, whose feature-level modality dropout marks them
+            samples = kwargs.get('data_samples', args[1] if len(args) > 1 else None)
+            if self._recording and module.training and kwargs.get('mode') == 'loss':
+                self._presence = presence_from_data_samples(samples, self.layout)
+
+        self._handles.append(
+            model.register_forward_pre_hook(read_presence, with_kwargs=True))
         for name, branch in self.branches.items():
             if self.frm_source == 'input':
 
@@ -285,6 +300,7 @@ class MWAMHook(ModalityBalancingHook):
         super().before_train_iter(runner, batch_idx, data_batch)
         self._offset = self._iteration_offset(runner)
         self._recording = True
+        self._presence = None
         self.frm_values, self.frm_counts = {}, {}
         self.weights = None
 
@@ -302,7 +318,7 @@ class MWAMHook(ModalityBalancingHook):
     def _counted_samples(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         """Samples that count in ``name``'s FRM: present and not blanked."""
         counted = ~blank_samples(tensor)
-        presence = current_batch_presence()
+        presence = self._presence
         if presence is not None and presence.shape[0] == tensor.shape[0]:
             counted &= presence[:, self._modality_index[name]].to(counted.device)
         return counted
@@ -405,6 +421,14 @@ class MWAMHook(ModalityBalancingHook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('mwam')
         if state is None:
+            return
+        if not resuming(runner):
+            # load_from starts a new run (fine-tuning, maybe on other data): its
+            # FRM bank starts empty, as mmengine's EMAHook restores only on resume
+            print_log(
+                'MWAMHook: the loaded checkpoint has an FRM bank; it is not '
+                'restored (load_from starts a new run; resume=True continues one)',
+                logger='current')
             return
         if self.weighting is None:
             raise RuntimeError(

@@ -67,15 +67,16 @@ class OGMGEHook(ModalityBalancingHook):
     """OGM-GE (Peng et al., CVPR 2022) for two-modality detectors and segmentors.
 
     **Scores.** Every training iteration the model reports, for each modality
-    ``m``, the sum over the batch's scoring units of the probability its
-    unimodal prediction gives the ground-truth class, and the number of units
-    (``modality_score_<m>``, ``modality_count_<m>`` in its loss dict: the
-    contract of :class:`mwam_mm.models.ModalityOutputsMixin`, switched on by
-    setting ``model.modality_scores_source``). The hook sums both over the
-    micro-batches of an optimizer step (gradient accumulation) and over the
-    ranks (all-reduce) *before* computing anything, so every rank computes the
-    same coefficients, and takes ``s_m = sum / count``. A step that AMP's loss
-    scaler skips (non-finite gradients) keeps its scores for the next step.
+    ``m``, the sum over the batch's scoring units of the probability its unimodal
+    prediction gives the ground-truth class, and the number of units
+    (``modality_score_<m>``, ``modality_count_<m>`` in its loss dict: the contract
+    of :class:`mwam_mm.models.ModalityOutputsMixin`, switched on with
+    ``model.set_modality_scores(source)`` while the window is open: when training
+    starts and whenever the window opens or closes). The hook sums both over the
+    micro-batches of an optimizer step (gradient accumulation) and over the ranks
+    (all-reduce) *before* computing anything, so every rank computes the same
+    coefficients, and takes ``s_m = sum / count``. A step that AMP's loss scaler
+    skips (non-finite gradients) keeps its scores for the next step.
 
     **Coefficients.** Exactly two modalities ``a``, ``b`` (the layout's order):
     ``rho = s_a / s_b``; see :func:`ogm_ge_coefficients`. ``rho_mode='original'``
@@ -246,6 +247,8 @@ class OGMGEHook(ModalityBalancingHook):
         seed = self.seed if self.seed is not None else getattr(runner, 'seed', None)
         self._base_seed = int(seed) if seed is not None else 0
         self._pending, self._step_iter = None, -1
+        self._in_window = self._window_contains(runner)
+        self._switch_scores(runner)
         self._warn_adaptive(runner)
         begin, end = self.window
         print_log(
@@ -273,13 +276,26 @@ class OGMGEHook(ModalityBalancingHook):
         begin, end = self.window
         return begin <= position and (end is None or position < end)
 
+    def before_train_epoch(self, runner) -> None:
+        self._in_window = self._window_contains(runner)
+        self._switch_scores(runner)
+
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         super().before_train_iter(runner, batch_idx, data_batch)
         self._iter = runner.iter
         self._in_window = self._window_contains(runner)
         self._recorded = False
-        if self._in_window:  # outside it the model computes no scores
-            unwrap(runner.model).modality_scores_source = self.source
+        # a no-op unless an iteration window (or an epoch of an iteration-based
+        # loop) opens or closes right here
+        self._switch_scores(runner)
+
+    def _switch_scores(self, runner) -> None:
+        """The model computes scores while the window is open, and only then
+        (they cost a forward of each unimodal view)."""
+        wanted = self.source if self._in_window else self._previous_source
+        model = unwrap(runner.model)
+        if model.modality_scores_source != wanted:
+            model.set_modality_scores(wanted)
 
     def _record_scores(self, module: nn.Module, args, kwargs, output) -> None:
         if (not self._in_window or kwargs.get('mode') != 'loss' or not module.training
@@ -344,7 +360,6 @@ class OGMGEHook(ModalityBalancingHook):
                          data_batch=None,
                          outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        unwrap(runner.model).modality_scores_source = self._previous_source
         hub = runner.message_hub
         if not self._in_window:
             for name in self.names:
@@ -367,4 +382,4 @@ class OGMGEHook(ModalityBalancingHook):
     def after_train(self, runner) -> None:
         super().after_train(runner)
         self._in_window = False
-        unwrap(runner.model).modality_scores_source = self._previous_source
+        self._switch_scores(runner)

@@ -13,23 +13,25 @@ class RSCMDHook(ModalityBalancingHook):
     """Modality decoupling (MD) of RSC-MD, on a model trained with RSC's
     auxiliary per-modality heads.
 
-    RSC (the representation space constraint) is the model's part: one
-    auxiliary detection or segmentation head per modality on that modality's
-    own stream features, their losses added (``aux_loss_weight > 0`` on
-    ``RGBTSingleStageDetector``, ``RGBTTwoStageDetector``,
-    ``RGBTEncoderDecoder``). MD is this hook: in every training iteration it
-    sets the backbone's ``fused_grad_scale``, the factor on the gradient that
-    flows from the fusion back into the streams, to ``beta`` after a warm-up
-    with 1. With ``beta = 0`` (default: stop-gradient) each stream learns only
-    from its own auxiliary loss, while the fusion, neck and head still learn
-    from the fused loss; ``0 < beta < 1`` keeps that share of the fused
-    gradient. The paper gives no details of MD: this is the project's
-    adaptation (see ``docs/balancing-methods.md``).
+    RSC (the representation space constraint) is the model's part: one auxiliary
+    detection or segmentation head per modality on that modality's own stream
+    features, their losses added (``aux_loss_weight > 0`` on
+    ``RGBTSingleStageDetector``, ``RGBTTwoStageDetector``, ``RGBTEncoderDecoder``).
+    MD is this hook: it sets the backbone's fused gradient scale
+    (``backbone.set_fused_grad_scale``), the factor on the gradient that flows from
+    the fusion back into the streams, to 1 for the warm-up and to ``beta`` from its
+    end (called when the value changes: at the start of training and when the
+    warm-up ends). With ``beta = 0`` (default: stop-gradient) each stream learns
+    only from its own auxiliary loss, while the fusion, neck and head still learn
+    from the fused loss; ``0 < beta < 1`` keeps that share of the fused gradient.
+    The paper gives no details of MD: this is the project's adaptation (see
+    ``docs/balancing-methods.md``).
 
-    Outside training iterations (validation, test) and after training the
-    scale is 1 (the backbone also applies it in training mode only), and the
-    hook adds nothing to the model or the checkpoint. Logged every iteration:
-    ``train/rsc_md_beta`` (the scale used) and ``train/grad_norm_<m>``.
+    The backbone applies the scale in training mode only, so validation and
+    test never see it; after training it is 1 again, and the hook adds nothing
+    to the checkpoint (a resumed run finds its phase from the iteration).
+    Logged every iteration: ``train/rsc_md_beta`` (the scale used) and
+    ``train/grad_norm_<m>``.
 
     Args:
         beta (float): Scale of the fused gradient into the streams after the
@@ -86,12 +88,12 @@ class RSCMDHook(ModalityBalancingHook):
                 '> 0 (RGBTSingleStageDetector, RGBTTwoStageDetector or '
                 'RGBTEncoderDecoder)')
         backbone = getattr(model, 'backbone', None)
-        if backbone is None or not hasattr(backbone, 'fused_grad_scale'):
+        if backbone is None or not hasattr(backbone, 'set_fused_grad_scale'):
             raise ValueError(
                 'RSCMDHook: the backbone '
                 f'{type(backbone).__name__ if backbone is not None else "(none)"} '
-                'has no fused_grad_scale, the factor on the fused gradient into the '
-                "streams; use type='DualStreamBackbone'")
+                'has no set_fused_grad_scale, the factor on the fused gradient into '
+                "the streams; use type='DualStreamBackbone'")
         self._backbone = backbone
 
     def in_warmup(self, runner) -> bool:
@@ -100,10 +102,27 @@ class RSCMDHook(ModalityBalancingHook):
             return runner.iter < self.warmup_iters
         return training_epoch(runner) < self.warmup_epochs
 
+    def _set_scale(self, scale: float) -> None:
+        self.scale = scale
+        self._backbone.set_fused_grad_scale(scale)
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        self._set_scale(1.0 if self.in_warmup(runner) else self.beta)
+
+    def _follow_warmup(self, runner) -> None:
+        scale = 1.0 if self.in_warmup(runner) else self.beta
+        if scale != self.scale:  # the warm-up has ended
+            self._set_scale(scale)
+
+    def before_train_epoch(self, runner) -> None:
+        self._follow_warmup(runner)
+
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         super().before_train_iter(runner, batch_idx, data_batch)
-        self.scale = 1.0 if self.in_warmup(runner) else self.beta
-        self._backbone.fused_grad_scale = self.scale
+        # a no-op unless a warm-up in iterations (or an epoch of an
+        # iteration-based loop) ends right here
+        self._follow_warmup(runner)
 
     def after_train_iter(self,
                          runner,
@@ -111,10 +130,9 @@ class RSCMDHook(ModalityBalancingHook):
                          data_batch=None,
                          outputs=None) -> None:
         super().after_train_iter(runner, batch_idx, data_batch, outputs)
-        self._backbone.fused_grad_scale = 1.0  # validation never sees beta
         runner.message_hub.update_scalar('train/rsc_md_beta', self.scale)
 
     def after_train(self, runner) -> None:
         super().after_train(runner)
         if self._backbone is not None:
-            self._backbone.fused_grad_scale = 1.0
+            self._set_scale(1.0)

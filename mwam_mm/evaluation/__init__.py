@@ -8,9 +8,10 @@ from .robustness import (SCENARIOS, SplitMetric, bar_chart, blanking_pipeline,
                          collapse_rate, evaluate_robustness, evaluate_scenarios,
                          evaluate_subsets, find_day_night_splits, markdown_table,
                          subset_name, summarize, write_report)
+from .statistics import compare, fraction_of_ceiling, paired_difference, seed_statistics
 
-# the leaderboard (variants, runs, statistics, writers) is imported as
-# mwam_mm.evaluation.leaderboard; its names are not repeated here
+# the robustness leaderboard (its variants, runs, report) is an experiment of
+# this repository, not part of the library: benchmarks/leaderboard/
 __all__ = [
     'DEGRADATIONS', 'SEVERITIES', 'ModalityDegradation', 'ModalityGaussianBlur',
     'ModalityGaussianNoise', 'ModalityLowLight', 'ModalityOverExposure',
@@ -18,5 +19,6 @@ __all__ = [
     'summarize_degradations', 'KAISTMissRate', 'SCENARIOS', 'SplitMetric', 'bar_chart',
     'blanking_pipeline', 'collapse_rate', 'evaluate_robustness', 'evaluate_scenarios',
     'evaluate_subsets', 'find_day_night_splits', 'markdown_table', 'subset_name',
-    'summarize', 'write_report'
+    'summarize', 'write_report', 'compare', 'fraction_of_ceiling', 'paired_difference',
+    'seed_statistics'
 ]

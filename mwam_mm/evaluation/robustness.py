@@ -33,7 +33,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from mmengine.evaluator import BaseMetric
 from mmengine.fileio import list_from_file
-from mmengine.registry import METRICS
+from mmengine.registry import LOOPS, METRICS
+from mmengine.runner import TestLoop
 
 from ..modality import LayoutLike, ModalityLayout
 from ..presence import MISSING_KEY
@@ -582,49 +583,76 @@ def _pick_metric(metrics: dict, metric: Optional[str], splits) -> str:
 
 
 class _TestRunner:
-    """Runs ``runner``'s test loop with edited pipelines (the model is built and
-    its checkpoint loaded once) and reads one metric, overall and per split."""
+    """Runs test loops of ``runner`` with edited pipelines (the model is built and
+    its checkpoint loaded once) and reads one metric, overall and per split.
+
+    Only mmengine's public Runner API is used: ``runner.test()`` runs the loop of
+    the runner's own config, so each run here builds a loop of its own from
+    copies of the config's ``test_dataloader``, ``test_cfg`` and
+    ``test_evaluator``, as ``Runner.build_test_loop`` builds the runner's: the
+    loop ``test_cfg`` names in ``LOOPS``, else ``TestLoop``, given the config
+    dicts, so that the loop builds the loader with the runner's seed and the
+    evaluator itself. The loop calls the test hooks (``before_test`` to
+    ``after_test``); :meth:`session` does what ``runner.test()`` adds around
+    its loop.
+    """
 
     def __init__(self, runner, metric: Optional[str], splits: Optional[dict]):
         self.runner = runner
         self.metric = metric
         self.splits = dict(splits) if splits else {}
+        # copies: building a loader or an evaluator may write into its config
+        # (``Runner.build_evaluator`` sets a missing ``type``), and the runner's
+        # config must stay as it was for every run and after them
         self.loader_cfg = copy.deepcopy(runner.cfg.test_dataloader)
         self.loop_cfg = copy.deepcopy(runner.cfg.test_cfg)
         self.evaluator_cfg = wrap_evaluator(runner.cfg.test_evaluator, self.splits)
 
     @contextlib.contextmanager
-    def frozen_config_text(self):
-        """The runner's config formats its text once for all test runs.
+    def session(self):
+        """What ``runner.test()`` does around its loop, once for all the runs.
 
-        mmengine's ``RuntimeInfoHook.before_run`` stores ``cfg.pretty_text`` at
-        every ``runner.test()``, and formatting it (yapf) costs about as much as
-        a test run on small data. The config does not change between our runs
-        (each gets its own loader, loop and evaluator, not a new config), so
-        its class is swapped for a subclass whose text is the one computed
-        here, and swapped back afterwards.
+        The ``before_run`` hooks and the checkpoint (``load_from``; mmengine
+        loads it once per runner) before the first run, the ``after_run`` hooks
+        after the last one, when every run succeeded (as ``runner.test()``, no
+        ``after_run`` after a failure). Once, not per run: the config does not
+        change between the runs, and ``RuntimeInfoHook.before_run`` formats its
+        text (yapf), which costs about as much as a test run on small data.
+
+        The runner's own test loop is built first, as ``runner.test()`` does:
+        mmengine's timer and logger hooks read ``runner.test_dataloader`` for
+        the length of the test (ETA, log lines), and it has the same samples
+        as the loader of every run here (only the pipeline differs).
         """
-        cfg = self.runner.cfg
-        cls = type(cfg)
-        text = cfg.pretty_text
-        frozen = type(f'Frozen{cls.__name__}', (cls, ),
-                      dict(pretty_text=property(lambda self: text)))
-        # Config forwards attribute writes to its content; the class is set as
-        # on any object
-        object.__setattr__(cfg, '__class__', frozen)
-        try:
-            yield
-        finally:
-            object.__setattr__(cfg, '__class__', cls)
+        runner = self.runner
+        if self.loop_cfg is None or runner.test_loop is None:
+            raise RuntimeError('robustness: the runner has no test loop; build it '
+                               'from a config with test_dataloader, test_cfg and '
+                               'test_evaluator')
+        runner.call_hook('before_run')
+        # checkpoint hooks (CheckpointMatchHook) run after before_run, as in
+        # runner.test()
+        runner.load_or_resume()
+        yield
+        runner.call_hook('after_run')
+
+    def build_loop(self, loader_cfg: dict):
+        """A test loop on ``loader_cfg`` with a fresh copy of the evaluator and
+        loop configs (``Runner.build_test_loop`` with another loader)."""
+        loop_cfg = copy.deepcopy(self.loop_cfg)
+        parts = dict(
+            runner=self.runner,
+            dataloader=loader_cfg,
+            evaluator=copy.deepcopy(self.evaluator_cfg))
+        if 'type' in loop_cfg:
+            return LOOPS.build(loop_cfg, default_args=parts)
+        return TestLoop(**loop_cfg, **parts)
 
     def __call__(self, edit: Callable[[list], list]) -> Tuple[float, dict]:
         """Test once with ``edit(pipeline)``; the score and ``{split: score}``."""
         cfg = copy.deepcopy(self.loader_cfg)
         cfg['dataset']['pipeline'] = edit(cfg['dataset']['pipeline'])
-        self.runner._test_dataloader = cfg
-        self.runner._test_loop = copy.deepcopy(self.loop_cfg)
-        self.runner._test_evaluator = copy.deepcopy(self.evaluator_cfg)
-        metrics = self.runner.test()
+        metrics = self.build_loop(cfg).run()
         self.metric = _pick_metric(metrics, self.metric, self.splits)
         per_split = {
             s: float(metrics[f'{s}/{self.metric}'])
@@ -659,7 +687,7 @@ def evaluate_subsets(
     check_scenarios([scenario])
     test = _TestRunner(runner, metric, None)
     scores = {}
-    with test.frozen_config_text():
+    with test.session():
         for subset in subsets or layout.non_empty_subsets():
             scores[subset_name(subset)], _ = test(
                 lambda p, s=subset: blanking_pipeline(p, layout, s, fill, scenario))
@@ -735,7 +763,7 @@ def evaluate_robustness(runner,
     if splits == 'auto':
         splits = find_day_night_splits(runner.cfg.test_dataloader['dataset'])
     test = _TestRunner(runner, metric, splits)
-    with test.frozen_config_text():
+    with test.session():
         out = _evaluate(test, layout, fill, scenarios, subsets, degradations, seed,
                         same_in_all_scenarios, log or (lambda message: None))
     out['metric'] = test.metric

@@ -14,8 +14,7 @@ from mmseg.models.data_preprocessor import SegDataPreProcessor
 
 from ..modality import LayoutLike, ModalityLayout
 from ..modality_dropout import ModalityDropoutSampler
-from ..presence import (MISSING_KEY, add_missing, presence_from_data_samples,
-                        set_batch_presence)
+from ..presence import MISSING_KEY, add_missing, check_missing
 
 
 class RGBTPreprocessorMixin:
@@ -24,9 +23,9 @@ class RGBTPreprocessorMixin:
     Mixed in before a stock preprocessor class, it takes ``modalities``, ``mean``,
     ``std`` and ``modality_dropout`` (see :class:`RGBTDetDataPreprocessor`), passes
     the other arguments on, and checks and reorders the channels before the stock
-    ``forward``. After it, it applies modality dropout (training only) and
-    publishes the batch's presence mask (:mod:`mwam_mm.presence`) from the samples'
-    ``missing_modalities`` for the forward pass that follows.
+    ``forward``. After it, it applies modality dropout (training only): a
+    feature-level drop is written into the sample's ``missing_modalities``
+    (:mod:`mwam_mm.presence`), which the model reads from the data samples.
     """
 
     def __init__(self,
@@ -52,11 +51,12 @@ class RGBTPreprocessorMixin:
     def forward(self, data: dict, training: bool = False) -> dict:
         data = super().forward(self._check_and_reorder(data), training)
         samples = data.get('data_samples')
+        for i, sample in enumerate(samples or []):  # a clear error early
+            missing = getattr(sample, 'metainfo', {}).get(MISSING_KEY)
+            if missing:
+                check_missing(missing, self.layout, where=f'sample {i} of the batch')
         if training and self.modality_dropout is not None:
             self._drop_modalities(data['inputs'], samples)
-        inputs = data['inputs']
-        set_batch_presence(
-            presence_from_data_samples(samples, self.layout, inputs.device), inputs)
         return data
 
     def _drop_modalities(self, inputs: torch.Tensor, samples) -> None:

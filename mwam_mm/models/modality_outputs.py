@@ -21,25 +21,100 @@ the first iteration), else ``'view'``.
 
 The contract, used by the hooks of :mod:`mwam_mm.engine`:
 
-- ``modality_scores_source``: ``None`` (default: nothing extra), or ``'aux'`` /
-  ``'view'``. While set, ``loss()`` adds, for every modality ``m``, a detached
-  0-dim tensor ``modality_score_<m>`` and a detached 0-dim tensor
-  ``modality_count_<m>`` to the returned dict: the *sum* over the batch's scoring
-  units (RetinaNet-type heads: the positive anchors; Faster R-CNN: the RoI head's
-  sampled RoIs with their labels, background included; segmentation: the labelled
-  pixels) of the unimodal probability of the ground-truth class, and the number
-  of units, so that a hook can all-reduce both and take the mean. The keys
-  contain no ``'loss'``: mmengine only logs them.
+- the batch's modality state comes from its data samples
+  (:mod:`mwam_mm.presence`): ``missing_modalities`` and, in training,
+  ``modality_weights``; :meth:`ModalityOutputsMixin.extract_feat` takes the
+  samples (as mmdet3d's ``extract_img_feat(img, input_metas)``) and passes both to
+  the backbone;
+- :meth:`ModalityOutputsMixin.set_modality_scores` (a hook calls it, as
+  mmdet's ``SetEpochInfoHook`` calls ``model.set_epoch``): ``None`` (default:
+  nothing extra), or ``'aux'`` / ``'view'``. While set, ``loss()`` adds, for every
+  modality ``m``, a detached 0-dim tensor ``modality_score_<m>`` and a detached
+  0-dim tensor ``modality_count_<m>`` to the returned dict: the *sum* over the
+  batch's scoring units (RetinaNet-type heads: the positive anchors; Faster R-CNN:
+  the RoI head's sampled RoIs with their labels, background included; segmentation:
+  the labelled pixels) of the unimodal probability of the ground-truth class, and
+  the number of units, so that a hook can all-reduce both and take the mean. The
+  keys contain no ``'loss'``: mmengine only logs them (as mmdet's RoI head returns
+  its ``acc``).
 - :meth:`modality_predictions` (inference mode, no gradient): per image and per
   source (``'fused'`` and each modality), the class probabilities of the same
   scoring units, for BTW's per-image KL divergence.
 - :meth:`has_modality_heads`: whether auxiliary heads exist.
 """
-from typing import Dict, List, Optional
+import math
+import numbers
+from contextlib import contextmanager
+from typing import Dict, List, Optional, Tuple
 
 import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..presence import presence_from_data_samples, weights_from_data_samples
 
 SOURCES = ('aux', 'view')
+AUX_HEAD_MODES = ('separate', 'shared')
+STREAM_API = ('layout', 'forward_streams', 'resolve_presence', 'replace_missing',
+              'fuse')
+
+
+@contextmanager
+def view_mode(module: nn.Module):
+    """The unimodal views' mode, one for every model class: in the block,
+    batch-norm layers in training mode keep normalising with the batch's
+    statistics but do not update their running statistics, and dropout and
+    drop-path layers are off.
+
+    The views without gradient (scores, BTW's predictions) are extra forwards of
+    the fusion, neck and head: they must not pull the running statistics (used at
+    test time) towards single-modality inputs, and a score should not depend on a
+    dropout draw. In eval mode nothing changes: the views are test-time
+    predictions.
+
+    Args:
+        module (nn.Module): Every such layer inside it is affected.
+    """
+    frozen, stopped = [], []
+    for layer in module.modules():
+        if isinstance(layer, _BatchNorm) and layer.training \
+                and layer.track_running_stats:
+            # training + track_running_stats=False: batch statistics, no update
+            layer.track_running_stats = False
+            frozen.append(layer)
+        elif layer.training and (isinstance(layer, nn.modules.dropout._DropoutNd)
+                                 or type(layer).__name__ == 'DropPath'):
+            layer.training = False
+            stopped.append(layer)
+    try:
+        yield
+    finally:
+        for layer in frozen:
+            layer.track_running_stats = True
+        for layer in stopped:
+            layer.training = True
+
+
+def check_aux_arguments(owner: str, aux_loss_weight, aux_heads) -> float:
+    """``aux_loss_weight`` as a float, after checking both arguments.
+
+    Args:
+        owner (str): The model's name, for the messages.
+        aux_loss_weight (float): lambda; a finite number >= 0.
+        aux_heads (str): ``'separate'`` or ``'shared'``.
+    """
+    if isinstance(aux_loss_weight, bool) or not isinstance(
+            aux_loss_weight,
+            numbers.Real) or not math.isfinite(aux_loss_weight) or aux_loss_weight < 0:
+        raise ValueError(
+            f'{owner}: aux_loss_weight must be a finite number >= 0 (0 builds no '
+            f'auxiliary heads), got {aux_loss_weight!r}')
+    if aux_heads not in AUX_HEAD_MODES:
+        raise ValueError(
+            f'{owner}: aux_heads={aux_heads!r} is not one of {AUX_HEAD_MODES}: '
+            "'separate' builds a copy of the head per modality, 'shared' applies "
+            "the model's own head to each modality's features")
+    return float(aux_loss_weight)
 
 
 def validate_source(source: str, owner: str) -> None:
@@ -70,12 +145,123 @@ def check_source(source: str, model, owner: str) -> str:
 
 
 class ModalityOutputsMixin:
-    """Mixed into RGB-T detectors and segmentors: see the module docstring."""
+    """Mixed into RGB-T detectors and segmentors: see the module docstring.
+
+    It is the one place of what the three RGB-T model classes share: the
+    auxiliary-head options (``aux_loss_weight``, ``aux_heads``), the backbone
+    pass with the batch's modality state, the unimodal views (one strategy:
+    the model's current mode, norm running statistics never updated), the
+    auxiliary losses' names and the score entries.
+
+    Attributes (after :meth:`_init_aux`):
+        aux_loss_weight (float): lambda, the weight of the auxiliary losses (may be
+            changed during training, e.g. by a hook; the heads exist iff it was
+            > 0 at construction).
+        aux_head_mode (str): ``'separate'`` or ``'shared'``.
+        aux_heads (ModuleDict or None): The separate auxiliary heads per used
+            modality, else None.
+    """
 
     modality_scores_source: Optional[str] = None
+    with_aux: bool = False
+
+    def _init_aux(self, aux_loss_weight, aux_heads) -> None:
+        owner = type(self).__name__
+        self.aux_loss_weight = check_aux_arguments(owner, aux_loss_weight, aux_heads)
+        self.aux_head_mode = aux_heads
+        self.with_aux = self.aux_loss_weight > 0
+        self.aux_heads = None
+        if self.with_aux:
+            self._check_stream_backbone('auxiliary heads (aux_loss_weight > 0)')
 
     def has_modality_heads(self) -> bool:
-        raise NotImplementedError
+        """Whether auxiliary per-modality heads exist (``aux_loss_weight > 0`` at
+        construction, separate or shared)."""
+        return self.with_aux
+
+    def _check_stream_backbone(self, what: str) -> None:
+        missing = [a for a in STREAM_API if not hasattr(self.backbone, a)]
+        if missing:
+            raise TypeError(
+                f'{type(self).__name__}: {what} need a backbone with per-modality '
+                f'streams ({", ".join(STREAM_API)}), such as DualStreamBackbone; '
+                f'{type(self.backbone).__name__} has no {missing}')
+
+    def _scores_source(self) -> Optional[str]:
+        """The checked ``modality_scores_source``, ``'auto'`` resolved (``None``:
+        no scores)."""
+        source = self.modality_scores_source
+        if source is None:
+            return None
+        source = check_source(source, self,
+                              f'{type(self).__name__}.modality_scores_source')
+        self._check_stream_backbone('per-modality scores')
+        return source
+
+    def _check_prediction_args(self, source: str, top_k) -> str:
+        owner = f'{type(self).__name__}.modality_predictions'
+        source = check_source(source, self, owner)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f'{owner}: top_k must be an int >= 1, got {top_k!r}')
+        self._check_stream_backbone('per-modality predictions')
+        return source
+
+    def set_modality_scores(self, source: Optional[str]) -> None:
+        """Make ``loss()`` add the per-modality scores from ``source`` (``'aux'``
+        or ``'view'``), or stop (``None``); OGM-GE's hook calls it."""
+        if source is not None:
+            source = check_source(source, self,
+                                  f'{type(self).__name__}.set_modality_scores')
+        self.modality_scores_source = source
+
+    # the batch's modality state, passed explicitly --------------------------
+    def modality_state(
+            self, batch_inputs: torch.Tensor, batch_data_samples
+    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """The batch's ``(B, M)`` presence mask and per-sample modality weights
+        (each ``None`` when the samples say nothing) from the data samples'
+        metainfo, or from metainfo dicts (mmseg's ``batch_img_metas``)."""
+        layout = getattr(self.backbone, 'layout', None)
+        if layout is None or batch_data_samples is None or len(batch_data_samples) == 0:
+            return None, None
+        if len(batch_data_samples) != batch_inputs.shape[0]:
+            raise ValueError(
+                f'{type(self).__name__}: {len(batch_data_samples)} data samples for '
+                f'a batch of {batch_inputs.shape[0]} images; each image needs its '
+                'sample (its missing_modalities and modality_weights)')
+        device = batch_inputs.device
+        return (presence_from_data_samples(batch_data_samples, layout, device),
+                weights_from_data_samples(batch_data_samples, layout, device))
+
+    def _streams_and_fused(
+            self,
+            batch_inputs: torch.Tensor,
+            batch_data_samples=None,
+            with_losses: bool = False) -> Tuple[Optional[dict], tuple, dict]:
+        """The backbone's forward with the batch's modality state, the streams'
+        own outputs kept: ``(streams, fused features after the neck, the
+        backbone's own losses)``. ``with_losses``: the model's own training
+        forward, where a learned substitute gives its losses. A backbone without
+        streams (a stock one) is called as mmdet calls it: ``(None, feats, {})``.
+        """
+        backbone = self.backbone
+        presence, weights = self.modality_state(batch_inputs, batch_data_samples)
+        if not hasattr(backbone, 'forward_with_streams'):
+            return None, self._neck(backbone(batch_inputs)), {}
+        outs = backbone.forward_with_streams(
+            batch_inputs, presence, weights, with_losses=with_losses)
+        return outs.streams, self._neck(outs.fused), outs.losses
+
+    def extract_feat(self, batch_inputs: torch.Tensor, batch_data_samples=None):
+        """Features after the neck, with the batch's modality state from its
+        data samples (``missing_modalities``; ``modality_weights`` in training).
+
+        Args:
+            batch_inputs (Tensor): The preprocessed batch ``(B, C, H, W)``.
+            batch_data_samples (list, optional): Its data samples or metainfo
+                dicts; ``None``: every modality present, weight 1.
+        """
+        return self._streams_and_fused(batch_inputs, batch_data_samples)[1]
 
     @property
     def modality_names(self) -> List[str]:
@@ -99,10 +285,45 @@ class ModalityOutputsMixin:
         only[:, names.index(name)] = True
         return backbone.fuse(backbone.replace_missing(streams, only), only)
 
-    def _pop_extra_losses(self) -> dict:
-        """The backbone's own losses of the last training forward (cleared)."""
-        pop = getattr(self.backbone, 'pop_extra_losses', None)
-        return dict(pop()) if pop is not None else {}
+    def _view(self, streams: dict, name: str) -> tuple:
+        """Modality ``name``'s unimodal view after the neck, with gradient."""
+        return self._neck(self._unimodal_fused(streams, name))
+
+    def _views(self, streams: dict) -> Dict[str, tuple]:
+        """Each used modality's unimodal view after the neck, without gradient:
+        the fusion's output with only that modality present (the others replaced
+        as known-missing), the model's own missing-modality view, in the model's
+        current mode; norm running statistics are not updated."""
+        with torch.no_grad(), view_mode(self):
+            return {name: self._view(streams, name) for name in self.modality_names}
+
+    def _add_aux_losses(self,
+                        losses: dict,
+                        aux: dict,
+                        name: str,
+                        prefix: str = '') -> None:
+        """``aux``'s entries as ``<prefix><key>_<modality>``, the losses times
+        lambda: the ``_<modality>`` suffix is what
+        :class:`mwam_mm.engine.MWAMHook`'s ``'loss'`` mode looks for."""
+        weight = self.aux_loss_weight
+        for key, value in aux.items():
+            if 'loss' in key:
+                value = [v * weight
+                         for v in value] if isinstance(value,
+                                                       (list,
+                                                        tuple)) else value * weight
+            losses[f'{prefix}{key}_{name}'] = value
+
+    @staticmethod
+    def _score_entries(name: str, probs: torch.Tensor) -> dict:
+        """``modality_score_<m>`` (sum of the ground-truth class probabilities of
+        the scoring units) and ``modality_count_<m>`` (float: mmengine logs every
+        entry by its mean)."""
+        probs = probs.detach().float()
+        return {
+            f'modality_score_{name}': probs.sum(),
+            f'modality_count_{name}': probs.new_tensor(float(probs.numel())),
+        }
 
     def _add_extra_losses(self, losses: dict, extra: dict) -> dict:
         """``losses`` with the backbone's extra losses added, none renamed."""

@@ -10,9 +10,10 @@ feature map per level instead of one token, so this adaptation is ours (see
 modalities ``src -> dst``, a light module predicts ``dst``'s feature map from
 ``src``'s. It is a substitute of :class:`~mwam_mm.models.DualStreamBackbone`
 (``missing_substitute=dict(type='CrossModalProxy')``), which passes it the
-output channels per level and the layout's modality names, calls :meth:`loss` in
-every training forward (the detector or segmentor adds it to its losses through
-``pop_extra_losses()``) and :meth:`forward` only when a sample has a modality
+output channels per level and the layout's modality names; the RGB-T detector or
+segmentor asks for :meth:`loss` in every training forward (through the backbone's
+``substitute_losses()``) and returns it with its own losses; :meth:`forward` runs
+only when a sample has a modality
 marked missing: with every modality present at test time the proxy costs nothing.
 """
 from typing import Dict, List, Optional, Sequence, Tuple

@@ -1,7 +1,7 @@
 """Shrinking real configs to a few iterations on tiny data, for tests."""
 from mmengine.config import Config
 
-from mwam_mm.evaluation.leaderboard import hook_within_iters
+from benchmarks.leaderboard import hook_within_iters
 from tests.conftest import ROOT
 from tests.helpers.runners import unique_experiment_name
 

@@ -7,7 +7,6 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from mwam_mm import current_batch_presence
 from mwam_mm.engine import MWAMHook
 
 
@@ -20,11 +19,11 @@ class DumpRankStateHook(Hook):
         model = runner.model.module if hasattr(runner.model, 'module') else \
             runner.model
 
-        def record(module, args):  # the mask the backbone sees this iteration
-            presence = current_batch_presence()
+        def record(module, args, kwargs):  # the mask the fusion gets
+            presence = kwargs.get('presence')
             self.presence.append(None if presence is None else presence.cpu())
 
-        model.backbone.register_forward_pre_hook(record)
+        model.backbone.fusions[0].register_forward_pre_hook(record, with_kwargs=True)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         mwam = next(h for h in runner.hooks if isinstance(h, MWAMHook))

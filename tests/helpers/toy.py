@@ -3,9 +3,11 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
+from mmengine.structures import BaseDataElement
 from torch.utils.data import Dataset
 
 from mwam_mm.models import ModalityOutputsMixin
+from mwam_mm.presence import presence_from_data_samples
 
 
 @MODELS.register_module(force=True)
@@ -95,10 +97,16 @@ class ToyRGBTModel(BaseModel, ModalityOutputsMixin):
     def forward(self, inputs, data_samples=None, mode='loss'):
         if isinstance(inputs, (list, tuple)):
             inputs = torch.stack(inputs)
-        fused = self.backbone(inputs)[0]
+        # data samples: the targets (floats), or elements with missing_modalities
+        samples = data_samples if isinstance(data_samples, list) and isinstance(
+            data_samples[0], BaseDataElement) else None
+        presence = presence_from_data_samples(samples, self.backbone.layout)
+        fused = self.backbone(inputs, presence)[0]
         pred = self.head(fused).mean(dim=(1, 2, 3))
-        target = inputs[:, 0].mean(dim=(1, 2)) if data_samples is None else \
-            torch.as_tensor(data_samples, dtype=torch.float32)
+        target = inputs[:, 0].mean(dim=(
+            1,
+            2)) if data_samples is None or (samples is not None) else torch.as_tensor(
+                data_samples, dtype=torch.float32)
         if mode != 'loss':
             return pred
         losses = dict(loss=((pred - target)**2).mean())

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 import mwam_mm  # noqa: F401
 from mwam_mm.models import ModalityOutputsMixin
+from mwam_mm.presence import weights_from_data_samples
 from tests.helpers.runners import unique_experiment_name
 
 NUM_CLASSES = 3
@@ -64,7 +65,8 @@ class BTWToyModel(BaseModel, ModalityOutputsMixin):
     """Dual-stream backbone + 1x1 head regressing a scalar per image.
 
     Records, per training forward, the batch's ``sample_idx`` and the
-    ``backbone.sample_weights`` it saw (``seen``), and per ``modality_predictions``
+    ``modality_weights`` its samples carried (``seen``, as the ``(B, M)`` tensor
+    passed to the backbone), and per ``modality_predictions``
     call its mode and arguments (``prediction_calls``).
 
     Args:
@@ -90,13 +92,14 @@ class BTWToyModel(BaseModel, ModalityOutputsMixin):
 
     def forward(self, inputs, data_samples=None, mode='loss'):
         x = torch.stack(inputs) if isinstance(inputs, (list, tuple)) else inputs
+        weights = None
         if self.training:
-            weights = self.backbone.sample_weights
+            weights = weights_from_data_samples(data_samples, self.backbone.layout)
             self.seen.append(
                 ([s.sample_idx
                   for s in data_samples], None if weights is None else weights.clone()))
             self.version += 1
-        pred = self.head(self.backbone(x)[0]).mean(dim=(1, 2, 3))
+        pred = self.head(self.backbone(x, None, weights)[0]).mean(dim=(1, 2, 3))
         if mode != 'loss':
             return pred
         target = torch.tensor([s.target for s in data_samples], dtype=pred.dtype)

@@ -2,6 +2,7 @@
 import os.path as osp
 import socket
 from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from mmengine.model import BaseModel
 import mwam_mm  # noqa: F401
 from mwam_mm.compat import load_local_checkpoint
 from mwam_mm.engine import BTWHook
+from mwam_mm.presence import weights_from_data_samples
 from tests.helpers.runners import fresh_message_hub, hook_of
 from tests.helpers.toy_btw import (BTWToyDataset, BTWToyModel, btw_runner, dist_worker,
                                    known_predictions)
@@ -123,7 +125,6 @@ def test_weights_equal_the_hand_computation(trained):
         table = w1 if step < 4 else w2
         expected = torch.tensor([table[i] for i in idx], dtype=torch.float32)
         assert torch.equal(weights, expected)
-    assert model.backbone.sample_weights is None  # reset after the iteration
 
 
 def test_refresh_pass_schedule_and_mode(trained):
@@ -215,8 +216,30 @@ def test_checkpoint_of_another_layout_is_refused(trained):
         sample_idx=torch.tensor([0]),
         weights=torch.ones(1, 2, dtype=torch.float64),
         refreshes=1)
-    with pytest.raises(ValueError, match=r"\['rgb', 'depth'\].*\['rgb', 'thermal'\]"):
+    with mock.patch.object(runner, '_resume', True), pytest.raises(
+            ValueError, match=r"\['rgb', 'depth'\].*\['rgb', 'thermal'\]"):
         hook.after_load_checkpoint(runner, dict(btw=state))
+
+
+def test_load_from_starts_a_new_run_without_the_old_weights(trained):
+    """Fine-tuning from a BTW checkpoint (load_from, no resume): the old run's
+    weights, keyed by its sample_idx, are not applied to this run's samples."""
+    _, work = trained
+    checkpoint = osp.join(str(work), 'epoch_1.pth')
+    assert load_local_checkpoint(checkpoint)['btw']['refreshes'] == 1
+    fine = btw_runner(
+        work / 'finetune',
+        BTWHook(interval=1, smoothing=0.5, top_k=3, mi_bins=3),
+        epochs=1,
+        model=BTWToyModel(no_units=(5, )),
+        name='finetune',
+        load_from=checkpoint)
+    with mock.patch('mwam_mm.engine.btw_hook.print_log') as log:
+        fine.train()
+    hook = hook_of(fine, BTWHook)
+    assert hook.weights == {} and hook.refreshes == 0
+    assert [w for _, w in fine.model.seen] == [None, None]  # weight 1 throughout
+    assert any('not restored' in str(c) for c in log.call_args_list)
 
 
 # ------------------------------------------------------------ application
@@ -245,20 +268,26 @@ def test_features_scaled_by_the_stored_weight_in_training_only():
     model.train()
     hook.before_train_iter(runner, 0, data_batch)
     expected = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.25, 1.5]])
-    assert torch.equal(model.backbone.sample_weights, expected)
-    model(data_batch['inputs'], data_batch['data_samples'])
+    # the weights ride on the batch's samples, as their modality_weights
+    samples = data_batch['data_samples']
+    assert [s.modality_weights for s in samples] == [
+        dict(rgb=2.0, thermal=0.0),
+        dict(rgb=1.0, thermal=1.0),
+        dict(rgb=0.25, thermal=1.5)
+    ]
+    assert torch.equal(
+        weights_from_data_samples(samples, model.backbone.layout), expected)
+    model(data_batch['inputs'], samples)
     streams = model.backbone.forward_streams(x)
     for m, name in enumerate(NAMES):
         own = streams[name][0].detach()
         assert torch.equal(fused_inputs[0][m], own * expected[:, m].view(-1, 1, 1, 1))
     assert not torch.equal(fused_inputs[0][0], streams['rgb'][0].detach())
     hook.after_train_iter(runner, 0, data_batch)
-    assert model.backbone.sample_weights is None
 
-    # weights left on the backbone are ignored outside training mode
+    # weights given to the backbone are ignored outside training mode
     model.eval()
-    model.backbone.sample_weights = expected
-    model(data_batch['inputs'], data_batch['data_samples'], mode='predict')
+    model.backbone(x, None, expected)
     for m, name in enumerate(NAMES):
         assert torch.equal(fused_inputs[1][m], streams[name][0].detach())
 
@@ -272,7 +301,7 @@ def test_no_weights_before_the_first_refresh():
     hook.before_train_iter(
         runner, 0,
         dict(inputs=[sample['inputs']], data_samples=[sample['data_samples']]))
-    assert model.backbone.sample_weights is None
+    assert 'modality_weights' not in sample['data_samples']
 
 
 # ------------------------------------------------------------ 2 gloo ranks
@@ -404,7 +433,7 @@ class PlainModel(BaseModel):
 
 
 class NoWeightsBackbone(nn.Module):
-    """Two branches, and no sample_weights to apply BTW's weights through."""
+    """Two branches, and no streams to apply BTW's weights to."""
 
     def __init__(self):
         super().__init__()

@@ -6,6 +6,7 @@ from unittest import mock
 import pytest
 import torch
 from mmengine.optim import OptimWrapper
+from mmengine.structures import BaseDataElement
 
 import mwam_mm  # noqa: F401
 from mwam_mm.engine import MWAMHook
@@ -292,10 +293,14 @@ def test_branch_names_must_be_modalities_and_whole_streams(twin_models):
         train_step(hook, runner, toy_batch())
 
 
-def frm_of(hook, runner, batch, presence=None):
+def frm_of(hook, runner, batch, missing=None):
+    """FRM of one forward; ``missing``: each sample's ``missing_modalities``,
+    on the data samples the model gets (as feature-level dropout marks them)."""
     hook.before_train_iter(runner, 0)
-    with mwam_mm.batch_presence(presence):
-        runner.model(batch, mode='loss')
+    samples = None if missing is None else [
+        BaseDataElement(metainfo=dict(missing_modalities=m)) for m in missing
+    ]
+    runner.model(batch, samples, mode='loss')
     return {n: float(v) for n, v in hook.frm_values.items()}
 
 
@@ -316,8 +321,7 @@ def test_blank_or_missing_samples_do_not_count_in_frm(twin_models):
     assert got['rgb'] == pytest.approx(full['rgb'], rel=1e-12)
     assert hook.frm_counts == dict(rgb=4, thermal=3)
     # known missing (feature-level dropout): pixels intact, sample not counted
-    presence = torch.tensor([[True, True]] * 3 + [[True, False]])
-    got = frm_of(hook, runner, batch, presence)
+    got = frm_of(hook, runner, batch, missing=[[]] * 3 + [['thermal']])
     assert got['thermal'] == pytest.approx(three['thermal'] * 4 / 3, rel=1e-9)
     assert got['thermal'] != pytest.approx(full['thermal'], rel=1e-3)
 
@@ -343,6 +347,7 @@ def test_a_modality_missing_everywhere_keeps_its_bank_and_weight(twin_models):
     hook.before_save_checkpoint(runner, checkpoint)
     resumed = MWAMHook()
     start(resumed, make_runner(copy.deepcopy(model)))
+    runner._resume = True  # as a resumed run (load_from would start afresh)
     resumed.after_load_checkpoint(runner, checkpoint)
     assert resumed.last_weights == hook.weights
     assert resumed.weighting.bank == hook.weighting.bank

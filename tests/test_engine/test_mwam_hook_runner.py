@@ -130,3 +130,32 @@ def test_clipping_acts_on_the_scaled_gradients(tmp_path):
     assert len(norms) == 1
     assert norms[0].item() == pytest.approx(1e-3, rel=1e-3)
     assert all(torch.isfinite(v).all() for v in params_of(runner).values())
+
+
+def test_load_from_starts_a_new_bank_and_resume_continues_it(tmp_path):
+    """mmengine calls after_load_checkpoint for load_from and for resume; the
+    bank is restored only when resuming (as EMAHook), not into a fine-tuning
+    run on maybe other data."""
+    first = toy_runner(tmp_path / 'first', epochs=1, hooks=[MWAMHook()], name='lf1')
+    first.train()
+    checkpoint = str(tmp_path / 'first' / 'epoch_1.pth')
+    assert load_local_checkpoint(checkpoint)['mwam']['steps'] == 4
+    fine = toy_runner(
+        tmp_path / 'fine',
+        epochs=1,
+        hooks=[MWAMHook()],
+        name='lf2',
+        load_from=checkpoint)
+    with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
+        fine.train()
+    assert hook_of(fine, MWAMHook).weighting.state_dict()['steps'] == 4  # fresh
+    assert any('not restored' in str(c) for c in log.call_args_list)
+    resumed = toy_runner(
+        tmp_path / 'first',
+        epochs=2,
+        hooks=[MWAMHook()],
+        name='lf3',
+        resume=True,
+        load_from=checkpoint)
+    resumed.train()
+    assert hook_of(resumed, MWAMHook).weighting.state_dict()['steps'] == 8

@@ -109,7 +109,7 @@ def test_hook_pools_scores_and_logs_k_rho_and_scores():
     hook = OGMGEHook(alpha=0.1, ge=False)
     runner = make_runner(model)
     start(hook, runner)
-    assert model.modality_scores_source is None  # only during iterations
+    assert model.modality_scores_source == 'view'  # set once, when training starts
     grads = captured_step(hook, runner, toy_batch())
     assert hook.source == 'view'  # 'auto' without auxiliary heads
     assert hook.weights['rgb'] == pytest.approx(ONE_MINUS_TANH[0.2], abs=1e-12)
@@ -125,8 +125,10 @@ def test_hook_pools_scores_and_logs_k_rho_and_scores():
         grads[n].flatten() for n in grads if n.startswith('backbone.streams.rgb.')
     ]).norm()
     assert hub['train/grad_norm_rgb'].current() == pytest.approx(float(norm), rel=1e-5)
-    assert model.modality_scores_source is None
+    # set once through the model's method, not per iteration; undone at the end
+    assert model.modality_scores_source == 'view'
     hook.after_train(runner)
+    assert model.modality_scores_source is None
     assert hook._handles == [] and hook.modulations == {}
     # the checkpoint is an ordinary model
     assert model.state_dict().keys() == reference.state_dict().keys()

@@ -56,7 +56,9 @@ def test_warmup_in_epochs_then_beta_then_restored(model, beta):
         runner.epoch = epoch
         seen.append(scale_seen(hook, runner))
         assert hub['train/rsc_md_beta'].current() == seen[-1]
-        assert model.backbone.fused_grad_scale == 1.0  # between iterations
+        # set through the backbone's method when the phase changes (applied in
+        # training mode only, so validation never sees it)
+        assert model.backbone.fused_grad_scale == seen[-1]
         assert set(hook.grad_norms.norms) == {'rgb', 'thermal'}
     assert seen == [1.0, 1.0, beta, beta]
     hook.after_train(runner)
@@ -138,7 +140,7 @@ def test_errors(model):
             start(RSCMDHook(), make_runner(plain))
     bare = ToyRGBTModel(aux_losses=True)
 
-    class Backbone(nn.Module):  # no fused_grad_scale
+    class Backbone(nn.Module):  # no set_fused_grad_scale
 
         def __init__(self, branches):
             super().__init__()
@@ -148,5 +150,5 @@ def test_errors(model):
             return dict(self.streams.items())
 
     bare.backbone = Backbone(model.backbone.modality_branches())
-    with pytest.raises(ValueError, match='Backbone has no fused_grad_scale'):
+    with pytest.raises(ValueError, match='Backbone has no set_fused_grad_scale'):
         start(RSCMDHook(), make_runner(bare))

@@ -1,12 +1,19 @@
+import copy
 import json
 import os.path as osp
 
 import pytest
+from mmengine.config import Config
+from mmengine.hooks import Hook
 
 from mwam_mm import ModalityLayout
-from mwam_mm.evaluation import blanking_pipeline, summarize, write_report
+from mwam_mm.evaluation import (blanking_pipeline, evaluate_robustness, summarize,
+                                write_report)
 
 LAYOUT = ModalityLayout.build(None)
+SYNTHETIC = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
+# what Runner.test() would write; the evaluation must leave them alone
+PRIVATE = ('_test_dataloader', '_test_loop', '_test_evaluator')
 
 
 def test_mean_and_collapse_rate():
@@ -108,3 +115,91 @@ def test_report_files_show_both_scenarios(tmp_path):
     assert osp.getsize(report['chart']) > 1000
     with pytest.raises(ValueError, match='unknown robustness scenario'):
         write_report({'dark': results['blank']}, 'mAP50', str(tmp_path))
+
+
+class _Recorder(Hook):
+    """The hook calls of an evaluation, and the batches of each test run."""
+
+    def __init__(self):
+        self.calls, self.batches = [], []
+
+    def before_run(self, runner):
+        self.calls.append('before_run')
+
+    def before_test(self, runner):
+        self.calls.append('before_test')
+        self.batches.append([])
+
+    def before_test_iter(self, runner, batch_idx, data_batch=None):
+        self.batches[-1].append(data_batch)
+
+    def after_test_epoch(self, runner, metrics=None):
+        self.calls.append('after_test_epoch')
+
+    def after_test(self, runner):
+        self.calls.append('after_test')
+
+    def after_run(self, runner):
+        self.calls.append('after_run')
+
+
+def _seen(batches, layout):
+    """Per test run: the modalities with any non-zero input and the missing
+    marks, over all its batches."""
+    present, marks = set(), set()
+    for batch in batches:
+        for image, sample in zip(batch['inputs'], batch['data_samples']):
+            present |= {m for m in layout.names if image[layout.channel_slice(m)].any()}
+            marks |= set(sample.metainfo.get('missing_modalities') or ())
+    return present, marks
+
+
+def test_each_run_is_its_own_test_loop_and_the_runner_is_left_as_built(
+        synthetic_root, tmp_path, monkeypatch):
+    from mwam_mm.engine import build_runner
+    from tests.helpers.configs import tiny_config
+    cfg = tiny_config(SYNTHETIC, synthetic_root, str(tmp_path), iters=1)
+    cfg.log_level = 'WARNING'
+    runner = build_runner(cfg)
+    recorder = _Recorder()
+    runner.register_hook(recorder, 'LOWEST')
+    layout = runner.model.backbone.layout
+    # mmengine builds the runner's own test loop on the first read of the
+    # property (its timer and logger hooks read it); from then on nothing may
+    # replace it, nor the loader and evaluator configs the runner was given
+    assert runner.test_loop is not None
+    private = {k: runner.__dict__[k] for k in PRIVATE}
+    given = copy.deepcopy(runner.cfg.to_dict())
+    texts = []
+    text = Config.pretty_text.fget
+    monkeypatch.setattr(Config, 'pretty_text',
+                        property(lambda self: texts.append(1) or text(self)))
+
+    result = evaluate_robustness(
+        runner, layout, degradations=[('noise', 'rgb', 1)], splits='auto')
+
+    replaced = [k for k, v in private.items() if runner.__dict__[k] is not v]
+    assert replaced == []
+    # no run's edits reached the config, and its text was formatted once
+    # (RuntimeInfoHook.before_run) for all six runs
+    assert runner.cfg.to_dict() == given
+    assert len(texts) == 1
+    assert list(result['scenarios']['missing']) == ['rgb+thermal', 'rgb', 'thermal']
+    assert set(result['splits']) == {'day', 'night'}
+    assert result['degradations']['clean'] == \
+        result['scenarios']['blank']['rgb+thermal']
+    # the runner.test() hooks once around all runs, the test hooks per run
+    assert recorder.calls == ['before_run'] + \
+        ['before_test', 'after_test_epoch', 'after_test'] * 6 + ['after_run']
+    # the full set (shared by the scenarios), blank rgb and thermal, missing rgb
+    # and thermal, the degraded clean set: each run fed its own pipeline, none
+    # an earlier run's blanking
+    both = {'rgb', 'thermal'}
+    assert [_seen(b, layout) for b in recorder.batches] == [
+        (both, set()),
+        ({'rgb'}, set()),
+        ({'thermal'}, set()),
+        ({'rgb'}, {'thermal'}),
+        ({'thermal'}, {'rgb'}),
+        (both, set()),
+    ]

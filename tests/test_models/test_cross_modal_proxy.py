@@ -77,7 +77,8 @@ def test_levels_mismatch_names_both_counts():
         model(x, presence=PRESENCE[:2])
     model.train()
     with pytest.raises(ValueError, match=r'built for 2 levels.*gives 4 levels'):
-        model(x)  # the training loss checks too, with nothing missing
+        # the training loss checks too, with nothing missing
+        model.forward_with_streams(x, with_losses=True)
 
 
 @pytest.mark.parametrize('kwargs,match', [
@@ -152,7 +153,7 @@ def test_alignment_loss_counts_only_fully_present_samples(loss_type):
         atol=1e-7)
 
 
-def test_the_backbone_keeps_the_loss_for_pop_extra_losses():
+def test_the_backbone_returns_the_loss_with_its_features():
     torch.manual_seed(0)
     model = backbone(substitute=dict(type='CrossModalProxy'))
     randomise(model.missing_substitute)
@@ -162,11 +163,13 @@ def test_the_backbone_keeps_the_loss_for_pop_extra_losses():
     outs = model.forward_streams(x)
     expected = model.missing_substitute.loss(outs, PRESENCE)['loss_cmpt_align']
     model.training = True  # the backbone's training flag only
-    model(x, presence=PRESENCE)
-    losses = model.pop_extra_losses()
+    losses = model.forward_with_streams(x, PRESENCE, with_losses=True).losses
     assert list(losses) == ['loss_cmpt_align']
     torch.testing.assert_close(losses['loss_cmpt_align'], expected)
-    assert model.pop_extra_losses() == {}
+    assert model.forward_with_streams(x, PRESENCE).losses == {}
+    # backbone(x) cannot return it: refused in training, not dropped
+    with pytest.raises(RuntimeError, match='which backbone\\(x\\) cannot return'):
+        model(x, presence=PRESENCE)
 
 
 def test_no_fully_present_sample_gives_a_zero_in_the_graph():
@@ -290,9 +293,9 @@ def test_a_training_step_with_missing_modalities_trains_the_proxy(variant):
     proxy = model.missing_substitute
     model.train()
     x = torch.randn(4, 4, 64, 64)
-    fused = model(x, presence=PRESENCE)
+    _, fused, extra = model.forward_with_streams(x, PRESENCE, with_losses=True)
     loss = sum(level.square().mean() for level in fused)
-    align = model.pop_extra_losses()['loss_cmpt_align']
+    align = extra['loss_cmpt_align']
     assert torch.isfinite(align) and float(align.detach()) > 0
     (loss + align).backward()
     for levels in proxy.predictors.values():  # every output layer learns
@@ -325,7 +328,8 @@ def test_nothing_runs_when_every_modality_is_present_at_test_time():
         model(x)
         assert fwd.call_count == 0 and loss.call_count == 0
         model.train()
-        model(x)  # training: the alignment loss, still no substitution
+        # training: the alignment loss, still no substitution
+        model.forward_with_streams(x, with_losses=True)
         assert fwd.call_count == 0 and loss.call_count == 1
 
 
@@ -392,8 +396,8 @@ def test_frozen_streams_get_no_gradient_and_keep_their_statistics():
         for k, v in model.streams.state_dict().items() if 'running' in k
     }
     x = torch.randn(4, 4, 64, 64)
-    fused = model(x, presence=PRESENCE)
-    loss = sum(level.mean() for level in fused) + sum(model.pop_extra_losses().values())
+    _, fused, extra = model.forward_with_streams(x, PRESENCE, with_losses=True)
+    loss = sum(level.mean() for level in fused) + sum(extra.values())
     loss.backward()
     assert all(p.grad is None and not p.requires_grad
                for p in model.streams.parameters())

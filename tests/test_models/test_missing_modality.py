@@ -5,7 +5,7 @@ import torch.nn as nn
 from mmengine.registry import MODELS, DefaultScope
 
 import mwam_mm  # noqa: F401
-from mwam_mm import ModalityLayout, batch_presence, current_batch_presence
+from mwam_mm import ModalityLayout
 from mwam_mm.presence import presence_mask
 
 SLIM_RESNET = dict(type='ResNet', depth=18, base_channels=8, out_indices=(0, 1, 2, 3))
@@ -123,19 +123,25 @@ def test_fusion_modules_receive_the_mask_and_none_when_all_present():
     assert RecordingFusion.seen == [None] * 8
 
 
-def test_the_published_mask_reaches_the_backbone_and_is_checked():
+def test_a_mask_of_another_batch_is_refused():
+    model = backbone('RecordingFusion')
+    with pytest.raises(
+            ValueError,
+            match=r'presence mask has shape \(3, 2\), '
+            r'the batch needs \(2, 2\)'):
+        model(torch.randn(2, 4, 64, 64), presence=PRESENCE)
+
+
+def test_no_state_outlives_a_call():
+    """The mask is an argument: a call without one treats every modality as
+    present, whatever the call before had."""
     model = backbone('RecordingFusion')
     RecordingFusion.seen.clear()
     x = torch.randn(3, 4, 64, 64)
-    with batch_presence(PRESENCE):
-        model(x)
-        assert torch.equal(RecordingFusion.seen[0], PRESENCE)
-        with pytest.raises(
-                ValueError,
-                match=r'presence mask has shape \(3, 2\), '
-                r'the batch needs \(2, 2\)'):
-            model(torch.randn(2, 4, 64, 64))
-    assert current_batch_presence() is None
+    model(x, presence=PRESENCE)
+    model(x)
+    assert torch.equal(RecordingFusion.seen[0], PRESENCE)
+    assert RecordingFusion.seen[4:] == [None] * 4
 
 
 def test_missing_streams_still_run_and_get_gradients():

@@ -8,6 +8,7 @@ from mmengine.structures import BaseDataElement
 import mwam_mm  # noqa: F401
 from mwam_mm.engine import build_runner
 from mwam_mm.evaluation import evaluate_subsets
+from mwam_mm.presence import presence_from_data_samples
 from tests.helpers.configs import shrink_pipelines, tiny_config
 from tests.helpers.layouts import write_mfnet
 
@@ -68,7 +69,11 @@ def preprocessor(**kwargs):
     return MODELS.build(dict(type='RGBTDetDataPreprocessor', **kwargs))
 
 
-def test_preprocessor_publishes_the_samples_missing_marks():
+def presence_of(out, layout):
+    return presence_from_data_samples(out['data_samples'], layout)
+
+
+def test_preprocessor_keeps_the_samples_missing_marks_and_checks_them():
     pre = preprocessor()
     batch = dict(
         inputs=[
@@ -76,12 +81,10 @@ def test_preprocessor_publishes_the_samples_missing_marks():
         ],
         data_samples=[sample(['thermal']), sample()])
     out = pre(batch, training=False)
-    assert mwam_mm.current_batch_presence().tolist() == [[True, False], [True, True]]
-    del out  # the batch is gone: its mask lapses with it
-    assert mwam_mm.current_batch_presence() is None
+    assert presence_of(out, pre.layout).tolist() == [[True, False], [True, True]]
     out = pre(dict(batch, data_samples=[sample(), sample([])]), training=False)
     assert out['inputs'].shape[0] == 2
-    assert mwam_mm.current_batch_presence() is None
+    assert presence_of(out, pre.layout) is None
     with pytest.raises(ValueError, match=r"names \['lidar'\]"):
         pre(dict(batch, data_samples=[sample(['lidar']), sample()]))
 
@@ -95,7 +98,7 @@ def test_preprocessor_feature_dropout_marks_samples_in_training_only():
     samples = [sample() for _ in images]
     out = pre(dict(inputs=images, data_samples=samples), training=True)
     torch.testing.assert_close(out['inputs'], reference['inputs'])  # pixels kept
-    presence = mwam_mm.current_batch_presence()
+    presence = presence_of(out, pre.layout)
     kept = [tuple(row) for row in presence.tolist()]
     counts = {k: kept.count(k) for k in set(kept)}
     assert set(counts) == {(True, True), (True, False), (False, True)}
@@ -106,7 +109,7 @@ def test_preprocessor_feature_dropout_marks_samples_in_training_only():
     out = pre(
         dict(inputs=images, data_samples=[sample() for _ in images]), training=False)
     assert 'missing_modalities' not in out['data_samples'][0].metainfo
-    assert mwam_mm.current_batch_presence() is None
+    assert presence_of(out, pre.layout) is None
 
 
 def test_preprocessor_input_dropout_blanks_to_a_black_pixel_and_tells_nothing():
@@ -118,7 +121,7 @@ def test_preprocessor_input_dropout_blanks_to_a_black_pixel_and_tells_nothing():
     images = [torch.randint(1, 255, (4, 32, 32), dtype=torch.uint8) for _ in range(8)]
     out = pre(
         dict(inputs=images, data_samples=[sample() for _ in images]), training=True)
-    assert mwam_mm.current_batch_presence() is None
+    assert presence_of(out, pre.layout) is None
     layout = pre.layout
     blanked = 0
     for i in range(8):

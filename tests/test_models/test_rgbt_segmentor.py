@@ -15,12 +15,13 @@ from mmseg.registry import MODELS as SEG_MODELS
 from mmseg.structures import SegDataSample
 
 import mwam_mm  # noqa: F401
-from mwam_mm import batch_presence
 from mwam_mm.engine import build_runner
 from mwam_mm.models import RGBTEncoderDecoder, ZeroSubstitute
+from mwam_mm.models.modality_outputs import view_mode
 from tests.conftest import ROOT
 from tests.helpers.configs import shrink_pipelines, tiny_config
 from tests.helpers.layouts import write_mfnet
+from tests.helpers.presence import with_missing
 
 DEEPLAB = 'deeplabv3plus_dual-r18-d8'  # ResNetV1c streams, ConcatConvFusion
 SEGFORMER = 'segformer_dual-mit-b0'  # MiT streams, AddFusion
@@ -185,18 +186,18 @@ def test_separate_heads_losses_on_each_streams_own_features(kind):
 
 
 def test_known_missing_modalities_reach_the_fused_path_only():
-    """The fused losses see the presence mask as mmseg's model does; each
-    auxiliary head keeps its stream's own features."""
+    """The fused losses see the samples' missing marks as the plain model (no
+    auxiliary heads) does; each auxiliary head keeps its stream's own
+    features."""
     model = build(model_cfg(DEEPLAB, aux_loss_weight=1.0))
-    plain = build(dict(model_cfg(DEEPLAB), type='EncoderDecoder'))
+    plain = build(model_cfg(DEEPLAB))
     plain.load_state_dict(model.state_dict(), strict=False)
     model.train(), plain.train()
     inputs, samples = batch()
     full = model.loss(inputs, samples)
-    thermal_missing = torch.tensor([[True, True], [True, False]])
-    with batch_presence(thermal_missing):
-        masked = model.loss(inputs, samples)
-        expected = plain.loss(inputs, samples)
+    marked = with_missing(samples, torch.tensor([[True, True], [True, False]]))
+    masked = model.loss(inputs, marked)
+    expected = plain.loss(inputs, marked)
     assert not torch.equal(masked['decode.loss_ce'], full['decode.loss_ce'])
     for key in expected:
         assert torch.equal(masked[key], expected[key]), key
@@ -345,7 +346,7 @@ def test_aux_scores_against_the_cross_entropy_path(kind):
 
 def unimodal_view_logits(model, streams, m):
     """The view by hand: AddFusion -> the stream alone; ConcatConvFusion -> the
-    fusion's conv on [own, zeros] (eval mode)."""
+    fusion's conv on [own, zeros]."""
     feats = []
     for level, fusion in enumerate(model.backbone.fusions):
         own = streams[m][level]
@@ -371,14 +372,14 @@ def test_view_scores_against_a_hand_made_view(kind):
         ['decode.loss_ce', 'decode.acc_seg'] +
         (['aux.loss_ce', 'aux.acc_seg'] if kind == DEEPLAB else []) +
         [f'modality_{s}_{m}' for s in ('score', 'count') for m in ('rgb', 'thermal')])
-    # the view ran in eval mode and changed no running statistic
+    # the view ran in the model's mode under view_mode (batch statistics, no
+    # dropout) and changed no running statistic
     state = copy.deepcopy(model.state_dict())
     torch.manual_seed(1)
     streams = model.backbone.forward_streams(inputs)  # train mode, as in loss()
     model.load_state_dict(state)
-    model.eval()
     labels = labels_of(samples)
-    with torch.no_grad():
+    with torch.no_grad(), view_mode(model):
         for m in ('rgb', 'thermal'):
             expected = gt_probability_sum(
                 unimodal_view_logits(model, streams, m), labels)
@@ -398,8 +399,7 @@ def test_view_scores_are_the_models_own_missing_modality_prediction():
     for index, m in enumerate(('rgb', 'thermal')):
         only = torch.zeros(2, 2, dtype=torch.bool)
         only[:, index] = True
-        with batch_presence(only):
-            preds = model.predict(inputs, samples)
+        preds = model.predict(inputs, with_missing(samples, only))
         probs = torch.stack([p.seg_logits.data for p in preds]).softmax(1)
         truth = probs.gather(1, labels.clamp(max=NUM_CLASSES - 1)[:, None])[:, 0]
         torch.testing.assert_close(losses[f'modality_score_{m}'],
@@ -436,7 +436,9 @@ def test_modality_predictions_pick_the_same_evenly_spaced_pixels(source):
     # floor(j * 10 / 4) = 0, 2, 5, 7 of image 0's pixels; all 3 of image 1's
     picked = [[where[0][j] for j in (0, 2, 5, 7)], where[1]]
 
+    # in eval mode (as BTW's pass calls it) they are the test-time predictions
     model.eval()
+    out = model.modality_predictions(inputs, samples, source=source, top_k=4)
 
     def at(probs, pixels):
         return torch.stack([probs[:, y, x] for y, x in pixels])
@@ -449,8 +451,7 @@ def test_modality_predictions_pick_the_same_evenly_spaced_pixels(source):
         if source == 'view':
             only = torch.zeros(2, 2, dtype=torch.bool)
             only[:, index] = True
-            with batch_presence(only):
-                preds = model.predict(inputs, samples)
+            preds = model.predict(inputs, with_missing(samples, only))
             probs = [p.seg_logits.data.softmax(0) for p in preds]
         else:
             with torch.no_grad():
@@ -496,7 +497,6 @@ def test_the_backbones_extra_losses_are_added(options):
     expected = (streams['rgb'][-1] - streams['thermal'][-1]).pow(2).mean()
     torch.testing.assert_close(losses['loss_align'], expected)
     assert losses['loss_align'].requires_grad
-    assert model.backbone.pop_extra_losses() == {}  # taken, not left behind
 
     cfg['backbone']['missing_substitute'] = dict(type='ClashingSubstitute')
     model = build(cfg)
@@ -522,22 +522,23 @@ FCN = dict(
 
 
 @pytest.mark.parametrize('options,error,match', [
-    (dict(aux_loss_weight=-1), ValueError, 'aux_loss_weight=-1'),
-    (dict(aux_loss_weight='1'), ValueError, "aux_loss_weight='1'"),
-    (dict(aux_loss_weight=float('nan')), ValueError, 'aux_loss_weight=nan'),
+    (dict(aux_loss_weight=-1), ValueError, 'finite number >= 0.*got -1'),
+    (dict(aux_loss_weight='1'), ValueError, "finite number >= 0.*got '1'"),
+    (dict(aux_loss_weight=float('nan')), ValueError, 'finite number >= 0.*got nan'),
+    (dict(aux_loss_weight=1, aux_heads='both'), ValueError, "aux_heads='both'"),
+    (dict(aux_loss_weight=1, aux_heads='shared',
+          aux_head=FCN), ValueError, 'must be None'),
     (dict(aux_loss_weight=1,
-          modality_aux_heads='both'), ValueError, "modality_aux_heads='both'"),
-    (dict(aux_loss_weight=1, modality_aux_heads='shared',
-          modality_aux_head=FCN), ValueError, 'must be None'),
-    (dict(aux_loss_weight=1,
-          modality_aux_head='FCNHead'), TypeError, 'must be a decode-head config dict'),
-    (dict(aux_loss_weight=1, modality_aux_head=dict(FCN, num_classes=3)), ValueError,
-     r'modality_aux_head \(rgb\) has num_classes=3, decode_head has '
+          aux_head='FCNHead'), TypeError, 'must be a decode-head config dict'),
+    (dict(aux_loss_weight=1, aux_head=dict(FCN, num_classes=3)), ValueError,
+     r'aux_head \(rgb\) has num_classes=3, decode_head has '
      '4'),
-    (dict(aux_loss_weight=1, modality_aux_head=dict(
+    (dict(aux_loss_weight=1, aux_head=dict(
         FCN, type='LossOverridingHead')), TypeError, 'overrides loss'),
-    (dict(aux_loss_weight=1, modality_aux_head=dict(
+    (dict(aux_loss_weight=1, aux_head=dict(
         FCN, type='FCNHeed')), KeyError, 'Nearest registered names: FCNHead'),
+    (dict(aux_loss_weight=1, aux_head=FCN, modality_aux_head=FCN), ValueError,
+     'give aux_head or its old name modality_aux_head, not both'),
 ])
 def test_bad_arguments_are_named(options, error, match):
     with pytest.raises(error, match=match):
@@ -545,13 +546,33 @@ def test_bad_arguments_are_named(options, error, match):
 
 
 def test_a_given_head_is_built_per_modality_and_weight_zero_builds_none():
-    model = build(model_cfg(DEEPLAB, aux_loss_weight=1, modality_aux_head=FCN))
-    assert all(type(h) is FCNHead for h in model.modality_aux_head.values())
+    model = build(model_cfg(DEEPLAB, aux_loss_weight=1, aux_head=FCN))
+    assert all(type(h) is FCNHead for h in model.aux_heads.values())
     inputs, samples = batch()
     model.train()
     assert 'aux.loss_ce_thermal' in model.loss(inputs, samples)
-    model = build(model_cfg(DEEPLAB, aux_loss_weight=0, modality_aux_head=FCN))
-    assert model.modality_aux_head is None and not model.has_modality_heads()
+    model = build(model_cfg(DEEPLAB, aux_loss_weight=0, aux_head=FCN))
+    assert model.aux_heads is None and not model.has_modality_heads()
+
+
+def test_the_old_argument_names_and_checkpoints_keep_working():
+    """modality_aux_head(s) were the segmentor's names before it took the
+    detectors' vocabulary (aux_heads, aux_head): configs and checkpoints with
+    them still work."""
+    old = build(model_cfg(DEEPLAB, aux_loss_weight=1, modality_aux_head=FCN))
+    new = build(model_cfg(DEEPLAB, aux_loss_weight=1, aux_head=FCN))
+    assert old.aux_head_mode == old.modality_aux_heads == 'separate'
+    assert old.modality_aux_head is old.aux_heads
+    assert all(type(h) is FCNHead for h in old.aux_heads.values())
+    state = {
+        k.replace('aux_heads.', 'modality_aux_head.'): v + 1
+        for k, v in old.state_dict().items()
+    }
+    assert any(k.startswith('modality_aux_head.rgb.') for k in state)
+    new.load_state_dict(state)  # strict: every old key found its new place
+    for key, value in new.state_dict().items():
+        assert torch.equal(value, state[key.replace('aux_heads.',
+                                                    'modality_aux_head.')])
 
 
 def test_auxiliary_heads_and_views_need_a_stream_per_modality():
@@ -567,8 +588,8 @@ def test_auxiliary_heads_and_views_need_a_stream_per_modality():
         contract_dilation=True)
     with pytest.raises(
             TypeError,
-            match='such as DualStreamBackbone; ResNetV1c has '
-            'no forward_streams'):
+            match=r'such as DualStreamBackbone; ResNetV1c has '
+            r"no \['layout', 'forward_streams'"):
         build(dict(cfg, aux_loss_weight=1.0))
     model = build(cfg)  # a plain backbone is fine without them
     model.train()
@@ -591,7 +612,7 @@ def test_bad_sources_top_k_and_labels_are_named():
         model.loss(inputs, samples)
     with pytest.raises(ValueError, match='aux_loss_weight > 0'):
         model.modality_predictions(inputs, samples, source='aux')
-    with pytest.raises(ValueError, match='top_k=0'):
+    with pytest.raises(ValueError, match='top_k must be an int >= 1, got 0'):
         model.modality_predictions(inputs, samples, top_k=0)
     with pytest.raises(ValueError, match=r'needs the data samples.*\(gt_sem_seg\)'):
         model.modality_predictions(inputs, [SegDataSample(), SegDataSample()])

@@ -1,62 +1,32 @@
 # M3FD (Vis + Ir pairs, mostly 1024x768, 6 classes). Set data_root and the split files
-# (M3FD has no official split: one name per line, e.g. a 2,940 / 1,260 split).
+# (M3FD has no official split: one name per line, e.g. a 2,940 / 1,260 split). The
+# pipelines, loaders and metric are LLVIP's, but for M3FD's 4:3 images resized to
+# 640x480; the dataset and its files differ.
+_base_ = './llvip.py'
+
 dataset_type = 'M3FDDataset'
 data_root = 'data/M3FD/'
-backend_args = None
 
 train_pipeline = [
-    dict(type='LoadRGBTImagePair', backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(640, 480), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='PerModality',
-        modality='rgb',
-        transforms=[dict(type='PhotoMetricDistortion')]),
-    dict(
-        type='PackDetInputs',
-        # sample_idx: per-sample state of training hooks (BTW's weights)
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
-                   'flip', 'flip_direction', 'sample_idx'))
+    dict(step, scale=(640, 480)) if step['type'] == 'Resize' else step
+    for step in _base_.train_pipeline
 ]
 test_pipeline = [
-    dict(type='LoadRGBTImagePair', backend_args=backend_args),
-    dict(type='Resize', scale=(640, 480), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'thermal_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+    dict(step, scale=(640, 480)) if step['type'] == 'Resize' else step
+    for step in _base_.test_pipeline
 ]
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='ResumableSampler', shuffle=True),
-    batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='trainval.txt',
         data_prefix=dict(img='Vis', thermal='Ir', ann='Annotation'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=32),
-        pipeline=train_pipeline,
-        backend_args=backend_args))
+        pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='test.txt',
         data_prefix=dict(img='Vis', thermal='Ir', ann='Annotation'),
-        test_mode=True,
-        pipeline=test_pipeline,
-        backend_args=backend_args))
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='area')
-test_evaluator = val_evaluator

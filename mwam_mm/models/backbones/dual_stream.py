@@ -1,7 +1,7 @@
 """A backbone with one stream per modality, built from any registered backbone."""
 import copy
 import inspect
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,9 +9,15 @@ from mmengine.model import BaseModule, ModuleDict, ModuleList
 from mmengine.registry import MODELS
 
 from ...modality import LayoutLike, ModalityLayout
-from ...presence import current_batch_presence
 from ...registry_utils import build_from_registry
 from ..grad_scale import scale_gradient
+
+
+class BackboneOutputs(NamedTuple):
+    """What :meth:`DualStreamBackbone.forward_with_streams` returns."""
+    streams: Dict[str, tuple]  # each modality's own output levels, before fusion
+    fused: tuple  # the fused levels: what backbone(x) returns
+    losses: Dict[str, torch.Tensor]  # the missing substitute's own (training)
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -46,12 +52,14 @@ class DualStreamBackbone(BaseModule):
     balances (see :meth:`modality_branches`); the fusion modules are shared and
     left alone.
 
-    **Known-missing modalities.** When a sample's modality is marked missing (the
-    presence mask of :mod:`mwam_mm.presence`, published by the RGB-T data
-    preprocessors from the samples' ``missing_modalities``, or passed as
-    ``presence``), that stream's output features for that sample are replaced by
-    the ``missing_substitute``'s before fusion, and the fusion modules get the mask.
-    The stream still runs on every sample, so DDP sees every parameter used.
+    **Known-missing modalities.** ``forward(x, presence)`` takes the batch's
+    ``(B, M)`` presence mask (see :mod:`mwam_mm.presence`: our RGB-T models build
+    it from the samples' ``missing_modalities`` and pass it). Where a sample's
+    modality is missing, that stream's output features for that sample are
+    replaced by the ``missing_substitute``'s before fusion, and the fusion modules
+    get the mask. The stream still runs on every sample, so DDP sees every
+    parameter used. A stock detector calls ``backbone(x)``: every modality counts
+    as present (less ``ignore_modalities``).
 
     Args:
         backbone (dict): Config of one stream (its ``in_channels`` is set per
@@ -71,9 +79,10 @@ class DualStreamBackbone(BaseModule):
             ``(64, 64)``.
         missing_substitute (dict): What replaces a missing modality's features.
             Defaults to ``dict(type='ZeroSubstitute')``. A substitute with a
-            ``loss(outs, presence)`` method (a learned proxy) is also asked, in
-            every training forward, for its own losses; the detector or segmentor
-            adds them to its losses (see :meth:`pop_extra_losses`). A substitute
+            ``loss(outs, presence)`` method (a learned proxy) has losses of its
+            own: the RGB-T detectors and segmentors ask for them
+            (:meth:`substitute_losses`) in every training forward and return them
+            with theirs. A substitute
             whose ``predicts_features`` is True (a learned proxy) stands in for
             the missing features: the fusion modules then get no presence mask
             and weigh its predictions as they weigh real features (otherwise
@@ -92,14 +101,16 @@ class DualStreamBackbone(BaseModule):
         init_cfg (dict, optional): Initialisation of the fusion modules; streams use
             their own ``init_cfg``.
 
-    Attributes set by training hooks (used only while the backbone is in
-    training mode, on the fused path of :meth:`fuse`):
+    Training-time balancing (used only while the backbone is in training mode,
+    on the fused path of :meth:`fuse`):
 
-    - ``fused_grad_scale`` (float, default 1): the gradient flowing back from the
-      fusion into the streams is multiplied by it (RSC-MD's modality decoupling:
-      0 stops it, so each stream learns from its own auxiliary loss only).
-    - ``sample_weights`` (Tensor ``(B, M)`` or None): each sample's stream
-      features are multiplied by its weight per modality before fusion (BTW).
+    - the fused gradient scale (:meth:`set_fused_grad_scale`, default 1): the
+      gradient flowing back from the fusion into the streams is multiplied by it
+      (RSC-MD's modality decoupling: 0 stops it, so each stream learns from its
+      own auxiliary loss only); :class:`~mwam_mm.engine.RSCMDHook` sets it.
+    - ``sample_weights`` (argument of :meth:`forward` and :meth:`fuse`, ``(B, M)``):
+      each sample's stream features are multiplied by its weight per modality
+      before fusion (BTW; the models pass the samples' ``modality_weights``).
     """
 
     def __init__(self,
@@ -169,8 +180,6 @@ class DualStreamBackbone(BaseModule):
             for p in self.streams.parameters():
                 p.requires_grad = False
         self.fused_grad_scale = 1.0
-        self.sample_weights: Optional[torch.Tensor] = None
-        self._extra_losses: Dict[str, torch.Tensor] = {}
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -240,11 +249,9 @@ class DualStreamBackbone(BaseModule):
                          device: torch.device) -> Optional[torch.Tensor]:
         """The batch's ``(B, M)`` presence mask, or ``None`` when all are present.
 
-        ``presence`` if given, else the mask the data preprocessor published for
-        this batch (:func:`mwam_mm.presence.current_batch_presence`).
+        ``presence`` checked against the batch, with ``ignore_modalities`` marked
+        missing in every sample.
         """
-        if presence is None:
-            presence = current_batch_presence()
         if presence is None and not self.ignored:
             return None
         if presence is None:
@@ -255,9 +262,8 @@ class DualStreamBackbone(BaseModule):
             raise ValueError(
                 f'DualStreamBackbone: the presence mask has shape '
                 f'{tuple(presence.shape)}, the batch needs {expected} (samples x '
-                f'modalities {self.layout.names}). A mask published by the data '
-                'preprocessor belongs to the batch it preprocessed; a direct call '
-                'to the backbone passes its own presence, or None.')
+                f'modalities {self.layout.names}), built from the samples\' '
+                f'missing_modalities; pass one row per sample, or None.')
         presence = presence.to(device=device, dtype=torch.bool)
         if self.ignored:
             presence = presence.clone()
@@ -271,19 +277,25 @@ class DualStreamBackbone(BaseModule):
                              f'{self.layout.names}){ignored}')
         return None if bool(presence.all()) else presence
 
-    def replace_missing(self,
-                        outs: Dict[str, tuple],
-                        presence: Optional[torch.Tensor],
-                        with_losses: bool = False) -> Dict[str, tuple]:
-        """Each missing modality's features replaced by the substitute's, per
-        sample; the present samples' features untouched.
+    @property
+    def has_substitute_losses(self) -> bool:
+        """Whether the missing substitute has losses of its own (a learned
+        proxy)."""
+        return hasattr(self.missing_substitute, 'loss')
 
-        ``with_losses`` (the model's own forward, not a unimodal view of it): in
-        training, a substitute with a ``loss`` method also gives its losses here
-        (kept for :meth:`pop_extra_losses`), also when nothing is missing.
-        """
-        if with_losses and self.training and hasattr(self.missing_substitute, 'loss'):
-            self._extra_losses = dict(self.missing_substitute.loss(outs, presence))
+    def substitute_losses(self, outs: Dict[str, tuple],
+                          presence: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The missing substitute's own losses on the streams' outputs (a learned
+        proxy's), in training; ``{}`` otherwise. Computed also when nothing is
+        missing: a proxy learns from the full samples."""
+        if not (self.training and self.has_substitute_losses):
+            return {}
+        return dict(self.missing_substitute.loss(outs, presence))
+
+    def replace_missing(self, outs: Dict[str, tuple],
+                        presence: Optional[torch.Tensor]) -> Dict[str, tuple]:
+        """Each missing modality's features replaced by the substitute's, per
+        sample; the present samples' features untouched."""
         if presence is None:
             return outs
         substitutes = self.missing_substitute(outs, presence)
@@ -300,9 +312,18 @@ class DualStreamBackbone(BaseModule):
 
     def fuse(self,
              outs: Dict[str, tuple],
-             presence: Optional[torch.Tensor] = None) -> tuple:
-        """Fuse the streams' outputs level by level (``presence``: see
-        :meth:`resolve_presence`; given to the fusion modules when not None)."""
+             presence: Optional[torch.Tensor] = None,
+             sample_weights: Optional[torch.Tensor] = None) -> tuple:
+        """Fuse the streams' outputs level by level.
+
+        Args:
+            outs (dict): Each modality's output levels (:meth:`forward_streams`,
+                after :meth:`replace_missing`).
+            presence (Tensor, optional): The resolved mask (see
+                :meth:`resolve_presence`), given to the fusion modules.
+            sample_weights (Tensor, optional): ``(B, M)`` weights on each
+                sample's stream features, in training mode only (BTW).
+        """
         for name, levels in outs.items():
             if len(levels) != len(self.fusions):
                 raise RuntimeError(
@@ -310,7 +331,7 @@ class DualStreamBackbone(BaseModule):
                     f'levels, expected {len(self.fusions)} (out_channels '
                     f'{self.out_channels})')
         if self.training:
-            outs = self._balance(outs)
+            outs = self._balance(outs, sample_weights)
         if self._fuse_substitutes:
             # masking the predicted features would throw the prediction away
             # (GatedFusion) and train the proxy for nothing
@@ -332,9 +353,19 @@ class DualStreamBackbone(BaseModule):
             fused.append(fuse(list(feats), presence=presence))
         return tuple(fused)
 
-    def _balance(self, outs: Dict[str, tuple]) -> Dict[str, tuple]:
-        """The training hooks' per-sample weights and fused gradient scale."""
-        weights, scale = self.sample_weights, float(self.fused_grad_scale)
+    def set_fused_grad_scale(self, scale: float) -> None:
+        """Set the factor on the gradient from the fusion into the streams, used
+        in training mode only (RSC-MD's modality decoupling; 1 = none)."""
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not 0.0 <= scale <= 1.0:
+            raise ValueError('DualStreamBackbone.set_fused_grad_scale: the scale must '
+                             f'be a number in [0, 1], got {scale!r}')
+        self.fused_grad_scale = float(scale)
+
+    def _balance(self, outs: Dict[str, tuple],
+                 weights: Optional[torch.Tensor]) -> Dict[str, tuple]:
+        """The per-sample weights and the fused gradient scale."""
+        scale = float(self.fused_grad_scale)
         if weights is None and scale == 1.0:
             return outs
         if weights is not None:
@@ -355,22 +386,46 @@ class DualStreamBackbone(BaseModule):
             balanced[name] = levels
         return balanced
 
-    def pop_extra_losses(self) -> Dict[str, torch.Tensor]:
-        """The losses the backbone's own modules (a learned substitute) computed
-        in the last training forward; cleared by the call."""
-        losses, self._extra_losses = self._extra_losses, {}
-        return losses
-
     def forward(self,
                 x: torch.Tensor,
-                presence: Optional[torch.Tensor] = None) -> tuple:
+                presence: Optional[torch.Tensor] = None,
+                sample_weights: Optional[torch.Tensor] = None) -> tuple:
         """Fused features of the stacked input ``x``.
 
         Args:
             x (Tensor): ``(B, C, H, W)``, channels in layout order.
             presence (Tensor, optional): ``(B, M)`` bool, True where a modality is
-                present. Defaults to the mask published for this batch.
+                present; ``None``: every modality of every sample (less
+                ``ignore_modalities``).
+            sample_weights (Tensor, optional): ``(B, M)`` weights on each
+                sample's stream features before fusion, training mode only.
+        """
+        if self.training and self.has_substitute_losses:
+            # stock detectors call backbone(x) and would drop the proxy's loss
+            raise RuntimeError(
+                f'DualStreamBackbone: the missing substitute '
+                f'{type(self.missing_substitute).__name__} learns from losses of its '
+                'own, which backbone(x) cannot return; train it inside an RGB-T model '
+                "(type='RGBTSingleStageDetector', 'RGBTTwoStageDetector' or "
+                "'RGBTEncoderDecoder'), which adds them to its losses")
+        return self.forward_with_streams(x, presence, sample_weights).fused
+
+    def forward_with_streams(self,
+                             x: torch.Tensor,
+                             presence: Optional[torch.Tensor] = None,
+                             sample_weights: Optional[torch.Tensor] = None,
+                             with_losses: bool = False) -> BackboneOutputs:
+        """:meth:`forward`, keeping each stream's own outputs (for auxiliary
+        heads and unimodal views) and, with ``with_losses``, the missing
+        substitute's own losses (in training; ``{}`` otherwise).
+
+        Args:
+            x, presence, sample_weights: As :meth:`forward`.
+            with_losses (bool): Compute :meth:`substitute_losses`.
         """
         presence = self.resolve_presence(presence, x.shape[0], x.device)
-        outs = self.replace_missing(self.forward_streams(x), presence, with_losses=True)
-        return self.fuse(outs, presence)
+        streams = self.forward_streams(x)
+        losses = self.substitute_losses(streams, presence) if with_losses else {}
+        fused = self.fuse(
+            self.replace_missing(streams, presence), presence, sample_weights)
+        return BackboneOutputs(streams, fused, losses)

@@ -1,15 +1,13 @@
 """Single-stage RGB-T detector: per-modality outputs and RSC's auxiliary heads.
 
-:class:`RGBTDetectorMixin` holds what both RGB-T detectors share (argument checks,
-the streams/fusion path, the unimodal views, the backbone's extra losses);
-:class:`RGBTSingleStageDetector` is the single-stage one (RetinaNet and the other
-anchor heads), :class:`~mwam_mm.models.RGBTTwoStageDetector` the two-stage one.
+What the RGB-T detectors and the segmentor share (argument checks, the backbone
+pass with the batch's modality state, the unimodal views, the auxiliary losses'
+names) is :class:`~mwam_mm.models.ModalityOutputsMixin`;
+:class:`RGBTSingleStageDetector` is the single-stage detector (RetinaNet and the
+other anchor heads).
 """
 import copy
-import math
-import numbers
-from contextlib import contextmanager
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -17,172 +15,12 @@ import torch.nn.functional as F
 from mmdet.models.dense_heads import AnchorHead
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.models.detectors import SingleStageDetector
-from mmdet.models.utils import images_to_levels, multi_apply, unpack_gt_instances
-from mmdet.structures.bbox import cat_boxes
+from mmdet.models.utils import unpack_gt_instances
 from mmengine.model import ModuleDict
 from mmengine.registry import MODELS
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...registry_utils import build_from_registry
-from ..modality_outputs import ModalityOutputsMixin, check_source
-
-AUX_HEAD_MODES = ('separate', 'shared')
-_STREAM_API = ('layout', 'forward_streams', 'resolve_presence', 'replace_missing',
-               'fuse')
-
-
-@contextmanager
-def frozen_norm_statistics(module: nn.Module):
-    """Batch-norm layers in training mode keep normalising with the batch's
-    statistics but do not update their running statistics inside the block.
-
-    The unimodal views are extra forwards of the fusion, neck and head: they must
-    not pull the running statistics (used at test time) towards single-modality
-    inputs.
-
-    Args:
-        module (nn.Module): Every ``_BatchNorm`` inside it is affected.
-    """
-    changed = []
-    for layer in module.modules():
-        if isinstance(layer, _BatchNorm) and layer.training \
-                and layer.track_running_stats:
-            # training + track_running_stats=False: batch statistics, no update
-            layer.track_running_stats = False
-            changed.append(layer)
-    try:
-        yield
-    finally:
-        for layer in changed:
-            layer.track_running_stats = True
-
-
-def check_aux_arguments(owner: str, aux_loss_weight, aux_heads) -> float:
-    """``aux_loss_weight`` as a float, after checking both arguments.
-
-    Args:
-        owner (str): The detector's name, for the messages.
-        aux_loss_weight (float): lambda; a finite number >= 0.
-        aux_heads (str): ``'separate'`` or ``'shared'``.
-    """
-    if isinstance(aux_loss_weight, bool) or not isinstance(
-            aux_loss_weight,
-            numbers.Real) or not math.isfinite(aux_loss_weight) or aux_loss_weight < 0:
-        raise ValueError(
-            f'{owner}: aux_loss_weight must be a finite number >= 0 (0 builds no '
-            f'auxiliary heads), got {aux_loss_weight!r}')
-    if aux_heads not in AUX_HEAD_MODES:
-        raise ValueError(
-            f'{owner}: aux_heads={aux_heads!r} is not one of {AUX_HEAD_MODES}: '
-            "'separate' builds a copy of the head per modality, 'shared' applies "
-            "the detector's own head to each modality's features")
-    return float(aux_loss_weight)
-
-
-class RGBTDetectorMixin(ModalityOutputsMixin):
-    """What the RGB-T detectors share: the auxiliary-head options, the streams and
-    fusion computed once, the unimodal views, the backbone's extra losses.
-
-    Attributes:
-        aux_loss_weight (float): lambda, the weight of the auxiliary losses (may be
-            changed during training, e.g. by a hook; the heads exist iff it was
-            > 0 at construction).
-        aux_head_mode (str): ``'separate'`` or ``'shared'``.
-        aux_heads (ModuleDict or None): The separate auxiliary heads per used
-            modality, else None.
-    """
-
-    def _init_aux(self, aux_loss_weight, aux_heads) -> None:
-        owner = type(self).__name__
-        self.aux_loss_weight = check_aux_arguments(owner, aux_loss_weight, aux_heads)
-        self.aux_head_mode = aux_heads
-        self.with_aux = self.aux_loss_weight > 0
-        self.aux_heads = None
-        if self.with_aux:
-            self._check_stream_backbone('auxiliary heads (aux_loss_weight > 0)')
-
-    # the contract of ModalityOutputsMixin ---------------------------------
-    def has_modality_heads(self) -> bool:
-        """Whether auxiliary per-modality heads exist (``aux_loss_weight > 0`` at
-        construction, separate or shared)."""
-        return self.with_aux
-
-    def _check_stream_backbone(self, what: str) -> None:
-        missing = [a for a in _STREAM_API if not hasattr(self.backbone, a)]
-        if missing:
-            raise TypeError(
-                f'{type(self).__name__}: {what} need a backbone with per-modality '
-                f'streams ({", ".join(_STREAM_API)}), such as DualStreamBackbone; '
-                f'{type(self.backbone).__name__} has no {missing}')
-
-    def _scores_source(self) -> Optional[str]:
-        source = self.modality_scores_source
-        if source is None:
-            return None
-        if source == 'auto':
-            raise ValueError(
-                f"{type(self).__name__}.modality_scores_source='auto': resolve it "
-                "with mwam_mm.models.check_source first ('aux' or 'view')")
-        source = check_source(source, self,
-                              f'{type(self).__name__}.modality_scores_source')
-        self._check_stream_backbone('per-modality scores')
-        return source
-
-    def _check_prediction_args(self, source: str, top_k) -> str:
-        owner = f'{type(self).__name__}.modality_predictions'
-        if source == 'auto':
-            raise ValueError(f"{owner}: resolve source='auto' with "
-                             "mwam_mm.models.check_source ('aux' or 'view')")
-        source = check_source(source, self, owner)
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f'{owner}: top_k must be an int >= 1, got {top_k!r}')
-        self._check_stream_backbone('per-modality predictions')
-        return source
-
-    # features ----------------------------------------------------------------
-    def _streams_and_fused(self, batch_inputs: torch.Tensor) -> Tuple[dict, tuple]:
-        """Each stream's own outputs and the fused features after the neck: the
-        backbone's forward, with the streams kept (computed once)."""
-        backbone = self.backbone
-        presence = backbone.resolve_presence(None, batch_inputs.shape[0],
-                                             batch_inputs.device)
-        streams = backbone.forward_streams(batch_inputs)
-        fused = backbone.fuse(
-            backbone.replace_missing(streams, presence, with_losses=True), presence)
-        return streams, self._neck(fused)
-
-    def _view(self, streams: dict, name: str) -> tuple:
-        """Modality ``name``'s unimodal view after the neck, with gradient."""
-        return self._neck(self._unimodal_fused(streams, name))
-
-    def _views(self, streams: dict) -> Dict[str, tuple]:
-        """Each used modality's unimodal view after the neck, without gradient:
-        the fusion's output with only that modality present (the others replaced
-        as known-missing), the model's own missing-modality view."""
-        with torch.no_grad(), frozen_norm_statistics(self):
-            return {name: self._view(streams, name) for name in self.modality_names}
-
-    # losses ------------------------------------------------------------------
-    def _add_aux_losses(self, losses: dict, aux: dict, name: str) -> None:
-        """``aux``'s entries with the modality as suffix, losses times lambda."""
-        weight = self.aux_loss_weight
-        for key, value in aux.items():
-            if 'loss' in key:
-                value = [v * weight
-                         for v in value] if isinstance(value,
-                                                       (list,
-                                                        tuple)) else value * weight
-            losses[f'{key}_{name}'] = value
-
-    @staticmethod
-    def _score_entries(name: str, probs: torch.Tensor) -> dict:
-        """``modality_score_<m>`` (sum of the gt-class probabilities) and
-        ``modality_count_<m>`` (float: mmengine logs every entry by its mean)."""
-        probs = probs.detach().float()
-        return {
-            f'modality_score_{name}': probs.sum(),
-            f'modality_count_{name}': probs.new_tensor(float(probs.numel())),
-        }
+from ..modality_outputs import ModalityOutputsMixin, view_mode
 
 
 def _anchor_head_supported(head: nn.Module) -> bool:
@@ -192,6 +30,17 @@ def _anchor_head_supported(head: nn.Module) -> bool:
     return (isinstance(head, AnchorHead) and cls.get_targets is AnchorHead.get_targets
             and cls.loss_by_feat is AnchorHead.loss_by_feat
             and cls.loss is BaseDenseHead.loss)
+
+
+def _head_loss(head: nn.Module, feats: tuple, gt: tuple, batch_data_samples) -> tuple:
+    """``(outputs, losses)`` of a dense head: ``BaseDenseHead.loss`` with its
+    outputs kept (for the scores), through the head's public ``loss_by_feat``; a
+    head with a ``loss`` of its own is asked for it (no outputs: no scores)."""
+    if type(head).loss is not BaseDenseHead.loss:
+        return (None, ), head.loss(feats, batch_data_samples)
+    gts, ignores, metas = gt
+    outs = head(feats)
+    return outs, head.loss_by_feat(*outs, gts, metas, ignores)
 
 
 def _flat_scores(head: nn.Module, cls_scores: List[torch.Tensor]) -> torch.Tensor:
@@ -206,7 +55,7 @@ def _flat_scores(head: nn.Module, cls_scores: List[torch.Tensor]) -> torch.Tenso
 
 
 @MODELS.register_module()
-class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
+class RGBTSingleStageDetector(ModalityOutputsMixin, SingleStageDetector):
     """A single-stage detector (RetinaNet, SSD-style anchor heads, FCOS ...) on a
     dual-stream backbone, with per-modality outputs and, optionally, one
     auxiliary head per modality (RSC).
@@ -304,8 +153,8 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
                 'leave modality_scores_source unset')
 
     def _anchor_targets(self, cls_scores: List[torch.Tensor], gt: tuple) -> dict:
-        """The head's own targets, once for every head (AnchorHead.loss_by_feat's
-        first half)."""
+        """The head's own target assignment, through its public ``get_anchors``
+        and ``get_targets``: the positive anchors are the scoring units."""
         head = self.bbox_head
         gts, ignores, metas = gt
         sizes = [score.shape[-2:] for score in cls_scores]
@@ -318,32 +167,7 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
         (labels, label_weights, bbox_targets, bbox_weights,
          avg_factor) = head.get_targets(
              anchor_list, valid_list, gts, metas, batch_gt_instances_ignore=ignores)
-        num_level_anchors = [anchors.size(0) for anchors in anchor_list[0]]
-        anchors = images_to_levels([cat_boxes(a) for a in anchor_list],
-                                   num_level_anchors)
-        return dict(
-            anchors=anchors,
-            labels=labels,
-            label_weights=label_weights,
-            bbox_targets=bbox_targets,
-            bbox_weights=bbox_weights,
-            avg_factor=avg_factor)
-
-    @staticmethod
-    def _anchor_loss(head: nn.Module, outs: tuple, targets: dict) -> dict:
-        """AnchorHead.loss_by_feat's second half, on shared targets."""
-        cls_scores, bbox_preds = outs[:2]
-        losses_cls, losses_bbox = multi_apply(
-            head.loss_by_feat_single,
-            cls_scores,
-            bbox_preds,
-            targets['anchors'],
-            targets['labels'],
-            targets['label_weights'],
-            targets['bbox_targets'],
-            targets['bbox_weights'],
-            avg_factor=targets['avg_factor'])
-        return dict(loss_cls=losses_cls, loss_bbox=losses_bbox)
+        return dict(labels=labels, avg_factor=avg_factor)
 
     def _positive_probs(self, head: nn.Module, cls_scores: List[torch.Tensor],
                         targets: dict) -> torch.Tensor:
@@ -362,40 +186,31 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
         per-modality scores while ``modality_scores_source`` is set, and the
         backbone's extra losses."""
         source = self._scores_source()
-        if not self.with_aux and source is None:
-            losses = super().loss(batch_inputs, batch_data_samples)
-            return self._add_extra_losses(losses, self._pop_extra_losses())
         if source is not None:
             self._check_scores_head()
-        streams, fused = self._streams_and_fused(batch_inputs)
-        extra = self._pop_extra_losses()
+        streams, fused, extra = self._streams_and_fused(
+            batch_inputs, batch_data_samples, with_losses=True)
         head = self.bbox_head
-        # an AnchorHead of mmdet's kind: targets once, shared by every head;
-        # any other head: its own loss(), as in the stock detector
-        shared_targets = _anchor_head_supported(head)
-        if shared_targets:
-            outs = head(fused)
-            targets = self._anchor_targets(outs[0],
-                                           unpack_gt_instances(batch_data_samples))
-            losses = self._anchor_loss(head, outs, targets)
-        else:
+        if not self.with_aux and source is None:
+            # SingleStageDetector.loss, with the batch's modality state
             losses = head.loss(fused, batch_data_samples)
+            return self._add_extra_losses(losses, extra)
+        gt = unpack_gt_instances(batch_data_samples)
+        outs, losses = _head_loss(head, fused, gt, batch_data_samples)
         aux_scores = {}
         if self.with_aux:
             for name in self.modality_names:
                 aux_head = self._aux_head(name)
-                feats = self._aux_features(streams, name)
-                if shared_targets:
-                    aux_outs = aux_head(feats)
-                    aux_scores[name] = aux_outs[0]
-                    aux = self._anchor_loss(aux_head, aux_outs, targets)
-                else:
-                    aux = aux_head.loss(feats, batch_data_samples)
+                aux_outs, aux = _head_loss(aux_head, self._aux_features(streams, name),
+                                           gt, batch_data_samples)
+                aux_scores[name] = aux_outs[0]
                 self._add_aux_losses(losses, aux, name)
         if source is not None:
+            # the positive anchors of the head's own assignment: the scoring units
+            targets = self._anchor_targets(outs[0], gt)
             if source == 'view':
                 views = self._views(streams)
-                with torch.no_grad(), frozen_norm_statistics(self):
+                with torch.no_grad(), view_mode(self):
                     scores = {m: head(views[m])[0] for m in self.modality_names}
             else:
                 scores = aux_scores
@@ -449,7 +264,8 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
 
         Args:
             batch_inputs (Tensor): The preprocessed batch.
-            batch_data_samples (list): Its data samples (unused here).
+            batch_data_samples (list): Its data samples (their
+                ``missing_modalities`` apply to the fused prediction).
             source (str): ``'aux'`` or ``'view'``.
             top_k (int): Anchors kept per image.
 
@@ -464,9 +280,9 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
                 'with per-location class logits (cls_out_channels, '
                 f'use_sigmoid_cls), such as RetinaHead; {type(head).__name__} has '
                 'none')
-        with frozen_norm_statistics(self):
-            streams, fused = self._streams_and_fused(batch_inputs)
-            self._pop_extra_losses()
+        with view_mode(self):
+            streams, fused, _ = self._streams_and_fused(batch_inputs,
+                                                        batch_data_samples)
             scores = {'fused': head(fused)[0]}
             if source == 'view':
                 views = self._views(streams)
@@ -485,3 +301,20 @@ class RGBTSingleStageDetector(RGBTDetectorMixin, SingleStageDetector):
             probs = self._unit_probs(owner, cls_scores)
             results[key] = [probs[i, keep[i]] for i in range(probs.shape[0])]
         return results
+
+    # mmdet's entry points, with the batch's modality state -------------------
+    def predict(self,
+                batch_inputs: torch.Tensor,
+                batch_data_samples,
+                rescale: bool = True):
+        """``SingleStageDetector.predict`` on the features of
+        :meth:`extract_feat` (the samples' ``missing_modalities`` apply)."""
+        x = self.extract_feat(batch_inputs, batch_data_samples)
+        results_list = self.bbox_head.predict(x, batch_data_samples, rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results_list)
+
+    def _forward(self, batch_inputs: torch.Tensor, batch_data_samples=None):
+        """``SingleStageDetector._forward`` (raw head outputs) on the features
+        of :meth:`extract_feat`."""
+        return self.bbox_head.forward(
+            self.extract_feat(batch_inputs, batch_data_samples))

@@ -13,7 +13,7 @@ from mmengine.model import ModuleDict
 from mmengine.registry import MODELS
 
 from ...registry_utils import build_from_registry
-from .rgbt_single_stage import RGBTDetectorMixin, frozen_norm_statistics
+from ..modality_outputs import ModalityOutputsMixin, view_mode
 
 
 def _roi_head_supported(roi_head: nn.Module) -> bool:
@@ -26,7 +26,7 @@ def _roi_head_supported(roi_head: nn.Module) -> bool:
 
 
 @MODELS.register_module()
-class RGBTTwoStageDetector(RGBTDetectorMixin, TwoStageDetector):
+class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
     """A two-stage detector (Faster R-CNN, Mask R-CNN ...) on a dual-stream
     backbone, with per-modality outputs and, optionally, an auxiliary RoI box
     head per modality (RSC).
@@ -198,14 +198,15 @@ class RGBTTwoStageDetector(RGBTDetectorMixin, TwoStageDetector):
         per-modality scores while ``modality_scores_source`` is set, and the
         backbone's extra losses."""
         source = self._scores_source()
-        if not self.with_aux and source is None:
-            losses = super().loss(batch_inputs, batch_data_samples)
-            return self._add_extra_losses(losses, self._pop_extra_losses())
         if source is not None:
             self._check_roi_head('per-modality scores')
-        streams, x = self._streams_and_fused(batch_inputs)
-        extra = self._pop_extra_losses()
+        streams, x, extra = self._streams_and_fused(
+            batch_inputs, batch_data_samples, with_losses=True)
         losses, rpn_results_list = self._rpn_loss(x, batch_data_samples)
+        if not self.with_aux and source is None:
+            # TwoStageDetector.loss, with the batch's modality state
+            losses.update(self.roi_head.loss(x, rpn_results_list, batch_data_samples))
+            return self._add_extra_losses(losses, extra)
         roi_losses, rois, sampling_results, labels = self._roi_loss(
             x, rpn_results_list, batch_data_samples)
         losses.update(roi_losses)
@@ -227,7 +228,7 @@ class RGBTTwoStageDetector(RGBTDetectorMixin, TwoStageDetector):
             box_head = self.roi_head.bbox_head
             if source == 'view':
                 views = self._views(streams)
-                with torch.no_grad(), frozen_norm_statistics(self):
+                with torch.no_grad(), view_mode(self):
                     scores = {
                         m: self._box_forward(views[m], rois, box_head)[0]
                         for m in self.modality_names
@@ -275,9 +276,8 @@ class RGBTTwoStageDetector(RGBTDetectorMixin, TwoStageDetector):
                 f'{type(self).__name__}.modality_predictions: without rpn_head the '
                 'data samples need precomputed `proposals`')
         box_head = self.roi_head.bbox_head
-        with frozen_norm_statistics(self):
-            streams, x = self._streams_and_fused(batch_inputs)
-            self._pop_extra_losses()
+        with view_mode(self):
+            streams, x, _ = self._streams_and_fused(batch_inputs, batch_data_samples)
             if given:
                 proposals = [sample.proposals for sample in batch_data_samples]
             else:
@@ -308,3 +308,36 @@ class RGBTTwoStageDetector(RGBTDetectorMixin, TwoStageDetector):
             for key, value in probs.items():
                 results[key].append(value[index[order]])
         return results
+
+    # mmdet's entry points, with the batch's modality state -------------------
+    def _proposals(self, x: tuple, batch_data_samples) -> list:
+        """The RPN's test-time proposals, or the samples' own ``proposals``."""
+        if batch_data_samples[0].get('proposals', None) is None:
+            if not self.with_rpn:
+                raise ValueError(
+                    f'{type(self).__name__}: without rpn_head the data samples '
+                    'need precomputed `proposals`')
+            return self.rpn_head.predict(x, batch_data_samples, rescale=False)
+        return [sample.proposals for sample in batch_data_samples]
+
+    def predict(self,
+                batch_inputs: torch.Tensor,
+                batch_data_samples,
+                rescale: bool = True):
+        """``TwoStageDetector.predict`` on the features of :meth:`extract_feat`
+        (the samples' ``missing_modalities`` apply)."""
+        x = self.extract_feat(batch_inputs, batch_data_samples)
+        results_list = self.roi_head.predict(
+            x,
+            self._proposals(x, batch_data_samples),
+            batch_data_samples,
+            rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results_list)
+
+    def _forward(self, batch_inputs: torch.Tensor, batch_data_samples=None):
+        """``TwoStageDetector._forward`` (raw head outputs) on the features of
+        :meth:`extract_feat`."""
+        x = self.extract_feat(batch_inputs, batch_data_samples)
+        roi_outs = self.roi_head.forward(x, self._proposals(x, batch_data_samples),
+                                         batch_data_samples)
+        return (roi_outs, )

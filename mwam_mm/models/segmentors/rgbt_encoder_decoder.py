@@ -1,10 +1,7 @@
 """mmseg's EncoderDecoder with per-modality outputs and auxiliary decode heads."""
-import contextlib
 import copy
 import logging
-import math
-import numbers
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -17,22 +14,23 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ...registry_utils import build_from_registry
-from ..modality_outputs import ModalityOutputsMixin, check_source
-
-SHARING = ('separate', 'shared')
+from ..modality_outputs import AUX_HEAD_MODES, ModalityOutputsMixin, view_mode
 
 
-@contextlib.contextmanager
-def _inference_mode(module: nn.Module):
-    """``module`` in eval mode for the block; every submodule's own flag restored
-    afterwards (some were in eval mode already: frozen streams, ``norm_eval``)."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.train(False)
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
+def _alias(name: str, value, old_name: str, old_value):
+    """``value``, or the deprecated ``old_name``'s ``old_value``; not both."""
+    if value is not None and old_value is not None:
+        raise ValueError(f'RGBTEncoderDecoder: give {name} or its old name '
+                         f'{old_name}, not both')
+    return value if value is not None else old_value
+
+
+def _rename_old_aux_head_keys(state_dict, prefix, *args) -> None:
+    """``modality_aux_head.*`` (the heads' name before the detectors' vocabulary)
+    -> ``aux_heads.*`` in a state dict being loaded."""
+    old = prefix + 'modality_aux_head.'
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + 'aux_heads.' + key[len(old):]] = state_dict.pop(key)
 
 
 @MODELS.register_module()
@@ -41,9 +39,11 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
     auxiliary per-modality decode heads.
 
     With the default arguments it is mmseg's ``EncoderDecoder`` exactly (same
-    losses, same predictions), plus the losses the backbone's own modules computed
-    (:meth:`DualStreamBackbone.pop_extra_losses`, e.g. a learned substitute's
-    alignment loss), which every training :meth:`loss` adds.
+    losses, same predictions), with the batch's modality state passed to the
+    backbone (the samples' ``missing_modalities``, and ``modality_weights`` in
+    training: :meth:`extract_feat` takes the metainfo), plus the backbone's own
+    losses (:meth:`DualStreamBackbone.substitute_losses`, e.g. a learned
+    substitute's alignment loss), which every training :meth:`loss` adds.
 
     **Auxiliary per-modality heads (RSC).** With ``aux_loss_weight > 0`` the
     backbone's streams run once; the fused features give mmseg's usual losses
@@ -69,9 +69,8 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
     ground-truth class, the logits resized to the label size as mmseg's loss does)
     and ``modality_count_<m>`` (the number of those pixels, float). ``'aux'``:
     the auxiliary head's own training logits. ``'view'``: the shared decode head,
-    under ``no_grad`` and in eval mode (running statistics, no dropout, no
-    training-hook weights: the prediction the model makes at test time when only
-    ``m`` is present), applied to the unimodal view
+    under ``no_grad``, in the model's current mode with norm running statistics
+    left alone (the detectors' view strategy), applied to the unimodal view
     ``backbone.fuse(backbone.replace_missing(streams, only_m), only_m)`` of this
     forward's stream outputs. :meth:`modality_predictions` gives per-image class
     probabilities on labelled pixels for BTW.
@@ -91,18 +90,21 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
         data_preprocessor (dict, optional): As in mmseg.
         pretrained (str, optional): As in mmseg.
         init_cfg (dict, optional): As in mmseg.
-        modality_aux_head (dict, optional): Decode-head config of the auxiliary
-            per-modality heads, built once per modality (``modality_aux_heads=
-            'separate'``). Defaults to ``None``: a copy of ``decode_head``'s
-            config. It must predict the same ``num_classes``, and its ``loss``
-            must be mmseg's ``forward`` + ``loss_by_feat`` (every
-            ``BaseDecodeHead`` that does not override ``loss``).
-        modality_aux_heads (str): ``'separate'`` (default): one new head per
-            modality; ``'shared'``: the main ``decode_head`` itself is applied to
-            each stream's own features (no extra parameters; its weights learn
-            from the fused and the unimodal losses).
         aux_loss_weight (float): lambda, the weight of the auxiliary losses.
             Defaults to 0: no auxiliary heads, the plain model.
+        aux_heads (str): ``'separate'`` (default): one new head per
+            modality (``aux_heads.<m>``, as in the detectors); ``'shared'``: the
+            main ``decode_head`` itself is applied to each stream's own features
+            (no extra parameters; its weights learn from the fused and the
+            unimodal losses).
+        aux_head (dict, optional): Decode-head config of the separate auxiliary
+            heads, built once per modality. Defaults to ``None``: a copy of
+            ``decode_head``'s config. It must predict the same ``num_classes``,
+            and its ``loss`` must be mmseg's ``forward`` + ``loss_by_feat``
+            (every ``BaseDecodeHead`` that does not override ``loss``).
+        modality_aux_heads (str, optional): Old name of ``aux_heads`` (still
+            accepted; checkpoints with ``modality_aux_head.*`` keys load).
+        modality_aux_head (dict, optional): Old name of ``aux_head``.
     """
 
     def __init__(self,
@@ -115,11 +117,15 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
                  data_preprocessor: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg=None,
-                 modality_aux_head: Optional[dict] = None,
-                 modality_aux_heads: str = 'separate',
-                 aux_loss_weight: float = 0.0):
-        weight = self._check_arguments(modality_aux_head, modality_aux_heads,
-                                       aux_loss_weight)
+                 aux_loss_weight: float = 0.0,
+                 aux_heads: Optional[str] = None,
+                 aux_head: Optional[dict] = None,
+                 modality_aux_heads: Optional[str] = None,
+                 modality_aux_head: Optional[dict] = None):
+        aux_heads = _alias('aux_heads', aux_heads, 'modality_aux_heads',
+                           modality_aux_heads) or 'separate'
+        aux_head = _alias('aux_head', aux_head, 'modality_aux_head', modality_aux_head)
+        self._check_head_config(aux_head, aux_heads)
         super().__init__(
             backbone=backbone,
             decode_head=decode_head,
@@ -130,75 +136,65 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             data_preprocessor=data_preprocessor,
             pretrained=pretrained,
             init_cfg=init_cfg)
-        self.aux_loss_weight = weight
-        self.modality_aux_heads = modality_aux_heads
-        self.modality_aux_head: Optional[ModuleDict] = None
-        if weight == 0:
-            if modality_aux_head is not None or modality_aux_heads != 'separate':
-                # an ablation that sets only the weight to 0 stays valid
-                print_log(
-                    'RGBTEncoderDecoder: aux_loss_weight=0, so no auxiliary '
-                    'per-modality heads are built; modality_aux_head / '
-                    f'modality_aux_heads={modality_aux_heads!r} are ignored',
-                    logger='current',
-                    level=logging.WARNING)
+        # checkpoints written before the heads had the detectors' name load too
+        self._register_load_state_dict_pre_hook(_rename_old_aux_head_keys)
+        if aux_loss_weight == 0 and (aux_head is not None or aux_heads != 'separate'):
+            # an ablation that sets only the weight to 0 stays valid
+            print_log(
+                'RGBTEncoderDecoder: aux_loss_weight=0, so no auxiliary '
+                'per-modality heads are built; aux_head / '
+                f'aux_heads={aux_heads!r} are ignored',
+                logger='current',
+                level=logging.WARNING)
+        self._init_aux(aux_loss_weight, aux_heads)
+        if not self.with_aux:
             return
-        self._check_dual_stream('auxiliary per-modality heads (aux_loss_weight > 0)')
-        if modality_aux_heads == 'shared':
+        if aux_heads == 'shared':
             self._check_head(self.decode_head, 'decode_head (shared)')
             return
-        if modality_aux_head is None:
+        if aux_head is None:
             print_log(
-                'RGBTEncoderDecoder: modality_aux_head is not given; each modality '
+                'RGBTEncoderDecoder: aux_head is not given; each modality '
                 "gets a copy of decode_head's config "
                 f"({decode_head.get('type')})",
                 logger='current',
                 level=logging.INFO)
-            modality_aux_head = decode_head
-        self.modality_aux_head = ModuleDict({
+            aux_head = decode_head
+        self.aux_heads = ModuleDict({
             name:
-            build_from_registry(SEG_MODELS, copy.deepcopy(modality_aux_head))
+            build_from_registry(SEG_MODELS, copy.deepcopy(aux_head))
             for name in self.modality_names
         })
-        for name, head in self.modality_aux_head.items():
-            self._check_head(head, f'modality_aux_head ({name})')
+        for name, head in self.aux_heads.items():
+            self._check_head(head, f'aux_head ({name})')
+
+    # the names before the detectors' vocabulary, kept for code that reads them
+    @property
+    def modality_aux_head(self) -> Optional[ModuleDict]:
+        """Deprecated name of :attr:`aux_heads`."""
+        return self.aux_heads
+
+    @property
+    def modality_aux_heads(self) -> str:
+        """Deprecated name of :attr:`aux_head_mode`."""
+        return self.aux_head_mode
 
     # ------------------------------------------------------------------ checks
     @staticmethod
-    def _check_arguments(head, sharing, weight) -> float:
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) \
-                or not math.isfinite(weight) or weight < 0:
+    def _check_head_config(head, sharing) -> None:
+        if sharing not in AUX_HEAD_MODES:
             raise ValueError(
-                f'RGBTEncoderDecoder: aux_loss_weight={weight!r}; expected a '
-                'finite number >= 0 (lambda of the auxiliary per-modality losses; '
-                '0 = no auxiliary heads)')
-        if sharing not in SHARING:
-            raise ValueError(
-                f'RGBTEncoderDecoder: modality_aux_heads={sharing!r}; expected '
-                "'separate' (one head per modality, built from modality_aux_head) "
+                f'RGBTEncoderDecoder: aux_heads={sharing!r}; expected '
+                "'separate' (one head per modality, built from aux_head) "
                 "or 'shared' (the main decode_head on each stream's features)")
         if head is not None and not isinstance(head, dict):
-            raise TypeError(
-                'RGBTEncoderDecoder: modality_aux_head must be a decode-head '
-                f'config dict (or None for a copy of decode_head), got '
-                f'{type(head).__name__}')
+            raise TypeError('RGBTEncoderDecoder: aux_head must be a decode-head '
+                            f'config dict (or None for a copy of decode_head), got '
+                            f'{type(head).__name__}')
         if head is not None and sharing == 'shared':
-            raise ValueError(
-                "RGBTEncoderDecoder: modality_aux_heads='shared' reuses the main "
-                'decode_head, so modality_aux_head must be None; give '
-                "modality_aux_heads='separate' to build heads from "
-                'modality_aux_head')
-        return float(weight)
-
-    def _check_dual_stream(self, what: str) -> None:
-        needed = ('forward_streams', 'resolve_presence', 'replace_missing', 'fuse',
-                  'layout')
-        lacking = [n for n in needed if not hasattr(self.backbone, n)]
-        if lacking:
-            raise TypeError(
-                f'RGBTEncoderDecoder: {what} need a backbone with one stream per '
-                f'modality, such as DualStreamBackbone; '
-                f'{type(self.backbone).__name__} has no {", ".join(lacking)}')
+            raise ValueError("RGBTEncoderDecoder: aux_heads='shared' reuses the main "
+                             'decode_head, so aux_head must be None; give '
+                             "aux_heads='separate' to build heads from aux_head")
 
     def _check_head(self, head: nn.Module, what: str) -> None:
         if not isinstance(head, BaseDecodeHead):
@@ -212,21 +208,15 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
                 f'RGBTEncoderDecoder: {what} ({type(head).__name__}) overrides '
                 'loss(); per-modality heads need a head whose loss is forward() + '
                 'loss_by_feat() (FCNHead, ASPPHead, DepthwiseSeparableASPPHead, '
-                'SegformerHead, UPerHead, ...); set modality_aux_head to one')
+                'SegformerHead, UPerHead, ...); set aux_head to one')
         if head.num_classes != self.num_classes:
             raise ValueError(
                 f'RGBTEncoderDecoder: {what} has num_classes={head.num_classes}, '
                 f'decode_head has {self.num_classes}; set the same num_classes')
 
     # ---------------------------------------------------------------- contract
-    def has_modality_heads(self) -> bool:
-        """Whether auxiliary per-modality heads exist (``aux_loss_weight > 0``)."""
-        return self.aux_loss_weight > 0
-
     def _aux_head(self, name: str) -> BaseDecodeHead:
-        if self.modality_aux_heads == 'shared':
-            return self.decode_head
-        return self.modality_aux_head[name]
+        return self.decode_head if self.aux_heads is None else self.aux_heads[name]
 
     def _labels(self, data_samples, owner: str) -> torch.Tensor:
         """``(B, H, W)`` ground truth, checked against the classes."""
@@ -260,27 +250,13 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             return torch.cat([1 - fg, fg], dim=1)
         return logits.softmax(dim=1)
 
-    def _score(self, logits: torch.Tensor, labels: torch.Tensor,
-               align_corners) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _truth_probs(self, logits: torch.Tensor, labels: torch.Tensor,
+                     align_corners) -> torch.Tensor:
+        """The probability of the ground-truth class at each labelled pixel."""
         probs = self._probabilities(logits.detach(), labels.shape[-2:], align_corners)
         valid = labels != self.decode_head.ignore_index
         index = labels.masked_fill(~valid, 0).unsqueeze(1)
-        truth = probs.gather(1, index).squeeze(1)
-        count = valid.sum().to(probs.dtype)
-        return truth[valid].sum().detach(), count
-
-    def _view_logits(self, streams: Dict[str, tuple], name: str) -> torch.Tensor:
-        """The shared decode head on modality ``name``'s unimodal view (call it
-        under ``no_grad`` and :func:`_inference_mode`)."""
-        return self.decode_head(self._neck(self._unimodal_fused(streams, name)))
-
-    def _source(self, source: Optional[str], owner: str) -> Optional[str]:
-        if source is None:
-            return None
-        source = check_source(source, self, f'RGBTEncoderDecoder.{owner}')
-        if source == 'view':
-            self._check_dual_stream("the 'view' source's unimodal views")
-        return source
+        return probs.gather(1, index).squeeze(1)[valid]
 
     # ------------------------------------------------------------------ losses
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
@@ -294,52 +270,39 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
         Returns:
             dict[str, Tensor]: The losses and logged values.
         """
-        source = self._source(self.modality_scores_source, 'modality_scores_source')
-        if not self.has_modality_heads() and source is None:
-            # exactly mmseg's path (the backbone forward resolves the presence)
-            losses = super().loss(inputs, data_samples)
-            return self._add_extra_losses(losses, self._pop_extra_losses())
-        backbone = self.backbone
-        # what backbone(inputs) does, keeping the streams' own outputs
-        presence = backbone.resolve_presence(None, inputs.shape[0], inputs.device)
-        streams = backbone.forward_streams(inputs)
-        fused = backbone.fuse(
-            backbone.replace_missing(streams, presence, with_losses=True), presence)
-        extra = self._pop_extra_losses()
-        x = self._neck(fused)
+        source = self._scores_source()
+        # EncoderDecoder.loss's features, the streams' own outputs kept
+        streams, x, extra = self._streams_and_fused(
+            inputs, data_samples, with_losses=True)
         losses = self._decode_head_forward_train(x, data_samples)
         if self.with_auxiliary_head:
             losses.update(self._auxiliary_head_forward_train(x, data_samples))
 
         aux_logits = {}
-        if self.has_modality_heads():
+        if self.with_aux:
             for name in self.modality_names:
                 head = self._aux_head(name)
                 # forward + loss_by_feat is the head's loss(), logits kept
                 aux_logits[name] = head(self._neck(streams[name]))
-                head_losses = head.loss_by_feat(aux_logits[name], data_samples)
-                for key, value in head_losses.items():
-                    if 'loss' in key:
-                        value = ([v * self.aux_loss_weight
-                                  for v in value] if isinstance(value,
-                                                                (list,
-                                                                 tuple)) else value *
-                                 self.aux_loss_weight)
-                    losses[f'aux.{key}_{name}'] = value
+                self._add_aux_losses(
+                    losses,
+                    head.loss_by_feat(aux_logits[name], data_samples),
+                    name,
+                    prefix='aux.')
 
         if source is not None:
             labels = self._labels(data_samples, 'loss')
+            views = self._views(streams) if source == 'view' else None
             for name in self.modality_names:
                 if source == 'aux':
                     logits = aux_logits[name]
                     align = self._aux_head(name).align_corners
                 else:
-                    with torch.no_grad(), _inference_mode(self):
-                        logits = self._view_logits(streams, name)
+                    with torch.no_grad(), view_mode(self):
+                        logits = self.decode_head(views[name])
                     align = self.decode_head.align_corners
-                score, count = self._score(logits, labels, align)
-                losses[f'modality_score_{name}'] = score
-                losses[f'modality_count_{name}'] = count
+                losses.update(
+                    self._score_entries(name, self._truth_probs(logits, labels, align)))
         return self._add_extra_losses(losses, extra)
 
     # ------------------------------------------------------------- predictions
@@ -351,8 +314,9 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
                              top_k: int = 100) -> Dict[str, List[torch.Tensor]]:
         """Fused and per-modality class probabilities on labelled pixels.
 
-        Runs in eval mode (as at test time; every module's mode is restored
-        afterwards) under ``no_grad``, with the batch's published presence mask for
+        Runs in the model's current mode (call it under ``model.eval()`` for the
+        test-time behaviour, as BTW's pass does; norm running statistics are never
+        updated) under ``no_grad``, with the samples' ``missing_modalities`` for
         the fused prediction. Each source's logits are resized to the label size
         with its head's ``align_corners``, as mmseg's loss does.
 
@@ -372,29 +336,21 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             (used modalities), one ``(K_i, num_classes)`` tensor per image,
             ``K_i = min(top_k, n_i)``; rows sum to 1.
         """
-        source = self._source(source, 'modality_predictions')
-        self._check_dual_stream('modality_predictions')
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(
-                f'RGBTEncoderDecoder.modality_predictions: top_k={top_k!r}; '
-                'expected an int >= 1 (pixels per image)')
+        source = self._check_prediction_args(source, top_k)
         labels = self._labels(batch_data_samples, 'modality_predictions')
-        backbone = self.backbone
-        with _inference_mode(self):
-            presence = backbone.resolve_presence(None, batch_inputs.shape[0],
-                                                 batch_inputs.device)
-            streams = backbone.forward_streams(batch_inputs)
-            fused = backbone.fuse(backbone.replace_missing(streams, presence), presence)
+        with view_mode(self):
+            streams, fused, _ = self._streams_and_fused(batch_inputs,
+                                                        batch_data_samples)
             logits = {
-                'fused':
-                (self.decode_head(self._neck(fused)), self.decode_head.align_corners)
+                'fused': (self.decode_head(fused), self.decode_head.align_corners)
             }
+            views = self._views(streams) if source == 'view' else None
             for name in self.modality_names:
                 if source == 'aux':
                     head = self._aux_head(name)
                     logits[name] = (head(self._neck(streams[name])), head.align_corners)
                 else:
-                    logits[name] = (self._view_logits(streams, name),
+                    logits[name] = (self.decode_head(views[name]),
                                     self.decode_head.align_corners)
         valid = (labels != self.decode_head.ignore_index).flatten(1)
         picks = []
@@ -409,3 +365,16 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             probs = self._probabilities(value, labels.shape[-2:], align).flatten(2)
             result[key] = [p[:, where].t() for p, where in zip(probs, picks)]
         return result
+
+    # mmseg's entry points, with the batch's modality state -------------------
+    def encode_decode(self, inputs: torch.Tensor, batch_img_metas: List[dict]):
+        """``EncoderDecoder.encode_decode`` on the features of
+        :meth:`extract_feat` (the metas' ``missing_modalities`` apply; whole and
+        slide inference both come here)."""
+        x = self.extract_feat(inputs, batch_img_metas)
+        return self.decode_head.predict(x, batch_img_metas, self.test_cfg)
+
+    def _forward(self, inputs: torch.Tensor, data_samples=None):
+        """``EncoderDecoder._forward`` (raw decode-head logits) on the features of
+        :meth:`extract_feat`."""
+        return self.decode_head.forward(self.extract_feat(inputs, data_samples))

@@ -91,6 +91,10 @@ def test_smoke_leaderboard_structure_statistics_and_resume(tmp_path, capsys):
                     assert marks[subset]['threshold'] == pytest.approx(threshold)
                     assert marks[subset]['marked'] == (
                         abs(own['mean'] - base['mean']) > threshold)
+    # every run: the family's base with its variant's overlays
+    base = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
+    for variant, runs in results.items():
+        assert {(r['config'], r['setup']['variant']) for r in runs} == {(base, variant)}
     # the ceiling: tested on RGB only, once, the same score in both scenarios
     for r in results['unimodal-rgb']:
         assert r['ceiling'] == 'rgb' and r['used_modalities'] == ['rgb']

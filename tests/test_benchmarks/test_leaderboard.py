@@ -1,18 +1,16 @@
-"""The leaderboard's parts: variant configs, schedules, statistics, aggregation,
-writers, splits and progress; numbers computed by hand."""
+"""The leaderboard harness (benchmarks/leaderboard): the variant table and its
+overlays, schedules, run configs and stored setups, aggregation, writers and
+progress; numbers computed by hand."""
 import json
-import math
 import os
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
-from mmengine.evaluator import BaseMetric
-from mmengine.registry import METRICS, DefaultScope
 
 import mwam_mm  # noqa: F401
-from mwam_mm.evaluation import SplitMetric, find_day_night_splits
-from mwam_mm.evaluation import leaderboard as lb
+from benchmarks import leaderboard as lb
+from mwam_mm.evaluation import seed_statistics
 from tests.conftest import ROOT
 
 SEG = osp.join(ROOT, 'configs', 'segmentation',
@@ -20,33 +18,68 @@ SEG = osp.join(ROOT, 'configs', 'segmentation',
 
 
 # ------------------------------------------------------------------ variants
-def test_variant_names_and_configs(tmp_path):
-    assert lb.VARIANTS['baseline'] == '' and lb.VARIANTS['moddrop-mwam'] == \
-        '_moddrop-mwam'
+def leaf(variant):
+    """The synthetic family's leaf config file of ``variant``."""
+    return osp.join(
+        osp.dirname(lb.SYNTHETIC_CONFIG), lb.variant_name(lb.SYNTHETIC_CONFIG, variant))
+
+
+def test_variant_table():
     assert list(lb.VARIANTS)[:11] == [
         'baseline', 'moddrop', 'mwam', 'moddrop-mwam', 'ogm-ge', 'rsc-md', 'btw',
         'cmpt', 'rsc-view', 'unimodal-rgb', 'unimodal-thermal'
     ]
-    # every variant of the synthetic family has its config
-    assert lb.available_variants(lb.SYNTHETIC_CONFIG) == list(lb.VARIANTS)
-    assert lb.variant_config(lb.SYNTHETIC_CONFIG, 'moddrop') == \
-        lb.SYNTHETIC_CONFIG[:-3] + '_moddrop.py'
-    # relative to the repository root, from any working directory
-    rel = osp.relpath(lb.SYNTHETIC_CONFIG, ROOT)
-    assert lb.variant_config(rel, 'baseline') == lb.SYNTHETIC_CONFIG
-    # a family of two
-    base = tmp_path / 'fam.py'
-    base.write_text('x = 1\n')
-    (tmp_path / 'fam_moddrop.py').write_text('x = 2\n')
-    assert lb.available_variants(str(base)) == ['baseline', 'moddrop']
-    with pytest.raises(
-            FileNotFoundError,
-            match=r"variant 'mwam' of fam.py.*\['baseline', 'moddrop'\]"):
-        lb.variant_config(str(base), 'mwam')
-    with pytest.raises(KeyError, match="unknown variant.*'nope'"):
-        lb.variant_config(str(base), 'nope')
+    assert lb.VARIANTS['baseline'].overlays == ()
+    assert lb.VARIANTS['moddrop-mwam'].overlays == ('moddrop', 'mwam')
+    assert lb.CEILINGS == {'unimodal-rgb': 'rgb', 'unimodal-thermal': 'thermal'}
     assert lb.ceiling_modality('unimodal-thermal') == 'thermal'
     assert lb.ceiling_modality('mwam') is None
+    assert lb.ANALYSIS_VARIANTS == ('mwam-update', 'moddrop-input', 'mwam-robust',
+                                    'moddrop-constk', 'moddrop-mwam-swap')
+    assert lb.expected_cost('rsc-view') > lb.expected_cost('rsc-md') > \
+        lb.expected_cost('baseline') > lb.expected_cost('unimodal-rgb')
+    assert lb.variant_name('configs/x/fam.py', 'baseline') == 'fam.py'
+    assert lb.variant_name('configs/x/fam.py', 'btw') == 'fam_btw.py'
+    with pytest.raises(KeyError, match="unknown variant.*'nope'"):
+        lb.load_variant(lb.SYNTHETIC_CONFIG, 'nope')
+    with pytest.raises(FileNotFoundError, match="no method overlay 'nope'.*'moddrop'"):
+        lb.overlay_path('nope')
+    with pytest.raises(FileNotFoundError, match='config file none.py not found'):
+        lb.load_variant('none.py', 'baseline')
+
+
+@pytest.mark.parametrize('variant', list(lb.VARIANTS))
+def test_variant_overlays_exist_and_give_the_leaf_config(variant):
+    """Every variant's overlays exist and set only what a method may (hooks and
+    its change to the model), and the synthetic base with them applied is the
+    family's leaf config of that variant, named as it."""
+    entry = lb.VARIANTS[variant]
+    for name in entry.overlays + (entry.iter_overlays or ()):
+        overlay = Config.fromfile(lb.overlay_path(name))
+        assert set(overlay) and set(overlay) <= {'custom_hooks', lb.METHOD_MODEL_KEY}
+    cfg = lb.load_variant(lb.SYNTHETIC_CONFIG, variant)
+    assert osp.isfile(leaf(variant))
+    assert cfg.to_dict() == Config.fromfile(leaf(variant)).to_dict()
+    assert cfg.filename == leaf(variant)
+    assert lb.METHOD_MODEL_KEY not in cfg
+
+
+def test_variants_of_other_families():
+    # relative to the repository root, from any working directory
+    rel = osp.relpath(lb.SYNTHETIC_CONFIG, ROOT)
+    assert lb.load_variant(rel,
+                           'cmpt').to_dict() == Config.fromfile(leaf('cmpt')).to_dict()
+    # a family trained by iterations gets the overlays counted in iterations,
+    # which are its leaf configs'
+    for variant in ('ogm-ge', 'rsc-md', 'btw', 'mwam', 'moddrop-mwam', 'cmpt'):
+        cfg = lb.load_variant(SEG, variant)
+        assert cfg.to_dict() == Config.fromfile(SEG[:-3] + f'_{variant}.py').to_dict()
+    assert lb.load_variant(SEG, 'ogm-ge').custom_hooks[0]['window'] == (0, 40000)
+    # the overlays merge as mmengine's inheritance does: model key by key
+    base = Config.fromfile(SEG)
+    ceiling = lb.load_variant(SEG, 'unimodal-thermal')
+    assert ceiling.model.backbone.pop('ignore_modalities') == ['rgb']
+    assert ceiling.model == base.model
 
 
 def test_schedule_changes():
@@ -69,7 +102,7 @@ def test_schedule_changes():
     # the method hooks act within the smoke run (BTW would refuse by_epoch)
     hooks = {}
     for variant in ('btw', 'ogm-ge', 'rsc-md'):
-        method = Config.fromfile(lb.variant_config(lb.SYNTHETIC_CONFIG, variant))
+        method = lb.load_variant(lb.SYNTHETIC_CONFIG, variant)
         lb.apply_schedule(method, max_iters=5)
         hooks.update({h['type']: h for h in method.custom_hooks})
     assert hooks['BTWHook']['by_epoch'] is False and hooks['BTWHook']['interval'] == 1
@@ -108,10 +141,21 @@ def test_run_config_and_options(tmp_path):
     assert cfg.randomness.seed == 7 and cfg.train_dataloader.batch_size == 3
     assert cfg.custom_hooks == [dict(type='BranchGradNormHook')]
     uni = lb.build_run_config(
-        lb.variant_config(lb.SYNTHETIC_CONFIG, 'unimodal-rgb'), str(tmp_path), 7, opts)
+        lb.SYNTHETIC_CONFIG, str(tmp_path), 7, opts, variant='unimodal-rgb')
+    assert uni.model.backbone.ignore_modalities == ['thermal']
     assert not uni.get('custom_hooks')  # one branch: nothing to compare
+    # named as the variant's leaf config: mmengine dumps it under that name
+    assert osp.basename(uni.filename) == lb.variant_name(lb.SYNTHETIC_CONFIG,
+                                                         'unimodal-rgb')
+    # a smoke run trains the epoch-based method settings, made to act within it
+    ogm = lb.build_run_config(
+        lb.SYNTHETIC_CONFIG, str(tmp_path), 7, opts, variant='ogm-ge')
+    assert ogm.custom_hooks == [dict(type='OGMGEHook', window=(0, 2), by_epoch=False)]
     setup = lb.training_setup(cfg, lb.SYNTHETIC_CONFIG, 7)
     assert setup['config'] == osp.relpath(lb.SYNTHETIC_CONFIG, ROOT)
+    assert 'variant' not in setup
+    assert lb.training_setup(uni, lb.SYNTHETIC_CONFIG, 7,
+                             'unimodal-rgb')['variant'] == 'unimodal-rgb'
     again = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(tmp_path / 'b'), 7, opts)
     assert lb.training_setup(again, lb.SYNTHETIC_CONFIG, 7) == setup  # not the dir
     other = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(tmp_path), 7,
@@ -140,6 +184,10 @@ def test_run_config_and_options(tmp_path):
         'evaluate'
     with pytest.raises(ValueError, match=r'another setup \(seed: 7 -> 8\).*--force'):
         lb.stored_status(run_dir, dict(setup, seed=8), evaluation)
+    # the config's path is a label: the same config, seed and data is the same
+    # training (a run stored under the leaf's path, before the variant table)
+    renamed = dict(setup, config='configs/detection/old_name.py', variant='baseline')
+    assert lb.stored_status(run_dir, renamed, evaluation) == 'done'
 
 
 def test_synthetic_data_helpers(tmp_path):
@@ -163,30 +211,7 @@ def test_synthetic_data_helpers(tmp_path):
     }
 
 
-# ----------------------------------------------------------------- statistics
-def test_seed_statistics_and_two_standard_error_marks():
-    s = lb.seed_statistics([0.5, 0.7, 0.9, None])
-    assert s['n'] == 3 and s['mean'] == pytest.approx(0.7)
-    assert s['std'] == pytest.approx(0.2)  # sample std: sqrt(0.08 / 2)
-    assert s['se'] == pytest.approx(0.2 / math.sqrt(3))
-    one = lb.seed_statistics([0.4])
-    assert (one['mean'], one['std'], one['se']) == (0.4, None, None)
-    assert lb.seed_statistics([])['mean'] is None
-
-    base = lb.seed_statistics([0.5, 0.6, 0.7])  # mean .6, std .1
-    # threshold 2 * sqrt(2 * 0.01 / 3) = 0.16330
-    high = lb.compare(lb.seed_statistics([0.8, 0.9, 1.0]), base)
-    assert high['diff'] == pytest.approx(0.3)
-    assert high['threshold'] == pytest.approx(0.163299, abs=1e-6)
-    assert high['marked'] is True
-    near = lb.compare(lb.seed_statistics([0.65, 0.75, 0.85]), base)
-    assert near['diff'] == pytest.approx(0.15) and near['marked'] is False
-    assert lb.compare(one, base) == dict(
-        diff=pytest.approx(-0.2), threshold=None, marked=None)
-    assert lb.fraction_of_ceiling(dict(mean=0.3), dict(mean=0.6)) == 0.5
-    assert lb.fraction_of_ceiling(dict(mean=0.3), dict(mean=0.0)) is None
-
-
+# ----------------------------------------------------------------- the board
 def run(variant, seed, scores, ceiling=None, splits=None, degradations=None):
     """A run result as run_variant returns it (the parts aggregate reads)."""
     return dict(
@@ -335,7 +360,7 @@ def test_writers(runs, tmp_path):
     assert osp.getsize(paths['chart']) > 1000
     with pytest.raises(ValueError, match=r"extra keys \['variants'\]"):
         lb.write_leaderboard(board, str(tmp_path), extra=dict(variants=[]))
-    assert lb.format_stats(lb.seed_statistics([0.25])) == '0.250'
+    assert lb.format_stats(seed_statistics([0.25])) == '0.250'
     assert lb.format_stats(None) == 'n/a'
 
 
@@ -353,113 +378,3 @@ def test_progress_lines():
         'baseline', 1,
         30.0) == ('[leaderboard] run 3/4 baseline seed 1: 30 s; about 45 s left')
     assert progress.line('moddrop', 1, 50.0).endswith('seed 1: 50 s; nothing left')
-
-
-# ------------------------------------------------------------------- splits
-@METRICS.register_module(force=True)
-class _ToyScoreMetric(BaseMetric):
-    """The mean of the samples' ``score`` (one result per sample)."""
-    default_prefix = 'toy'
-
-    def __init__(self, per_sample=1, **kwargs):
-        super().__init__(**kwargs)
-        self.per_sample = per_sample
-
-    def process(self, data_batch, data_samples):
-        for s in data_samples:
-            self.results.extend([s['score']] * self.per_sample)
-
-    def compute_metrics(self, results):
-        return dict(score=sum(results) / len(results))
-
-
-def test_split_metric_scores_each_split_from_one_pass(tmp_path):
-    night_file = tmp_path / 'night.txt'
-    night_file.write_text('b\nd.jpg\n')
-    metric = SplitMetric(
-        metric=dict(type='_ToyScoreMetric'),
-        splits=dict(day=['a', 'c'], night=str(night_file), empty=['zzz']))
-    metric.dataset_meta = dict(classes=('x', ))
-    assert metric.metric.dataset_meta == dict(classes=('x', ))
-    batch = [
-        dict(img_id='a', score=1.0),
-        dict(img_path='/x/b.jpg', score=0.0),
-        dict(seg_map_path='/y/c.png', score=0.5),
-        dict(stacked_path='/z/d.png', score=0.25),
-    ]
-    metric.process(None, batch[:2])
-    metric.process(None, batch[2:])
-    with pytest.warns(UserWarning, match="no test sample is in split 'empty'"):
-        out = metric.evaluate(4)
-    assert out == {
-        'toy/score': pytest.approx(1.75 / 4),
-        'day/toy/score': pytest.approx(0.75),
-        'night/toy/score': pytest.approx(0.125)
-    }
-    bad = SplitMetric(
-        metric=dict(type='_ToyScoreMetric', per_sample=2), splits=dict(day=['a']))
-    with pytest.raises(RuntimeError, match='stored 4 results for a batch of 2'):
-        bad.process(None, batch[:2])
-    with pytest.raises(ValueError, match='non-empty dict'):
-        SplitMetric(metric=dict(type='_ToyScoreMetric'), splits={})
-
-
-def test_split_metric_wraps_mmdets_voc_metric():
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        metric = METRICS.build(
-            dict(
-                type='SplitMetric',
-                metric=dict(type='VOCMetric'),
-                splits=dict(night=['n1'])))
-    assert type(metric.metric).__name__ == 'VOCMetric'
-
-
-def test_split_metric_wraps_mmsegs_iou_metric():
-    import torch
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        metric = METRICS.build(
-            dict(
-                type='SplitMetric',
-                metric=dict(type='IoUMetric', iou_metrics=['mIoU']),
-                splits=dict(day=['a'], night=['b'])))
-    metric.dataset_meta = dict(classes=('x', 'y'))
-
-    def seg(name, pred, gt):
-        return dict(
-            seg_map_path=f'/labels/{name}.png',
-            pred_sem_seg=dict(data=torch.tensor(pred)[None]),
-            gt_sem_seg=dict(data=torch.tensor(gt)[None]))
-
-    metric.process(None, [
-        seg('a', [[0, 1], [1, 1]], [[0, 1], [0, 1]]),
-        seg('b', [[0, 0], [0, 0]], [[1, 1], [0, 0]])
-    ])
-    out = metric.evaluate(2)
-    # a: IoU x 1/2, y 2/3; b: x 2/4, y 0/2; both: x 3/6, y 2/5 (in %)
-    assert float(out['day/mIoU']) == pytest.approx((50 + 200 / 3) / 2, abs=0.01)
-    assert float(out['night/mIoU']) == pytest.approx(25.0)
-    assert float(out['mIoU']) == pytest.approx(45.0)
-
-
-def test_day_night_lists_are_found(synthetic_root, tmp_path):
-    dataset = dict(
-        type='LLVIPDataset',
-        data_root=synthetic_root,
-        data_prefix=dict(img='visible/test', thermal='infrared/test'))
-    splits = find_day_night_splits(dataset)
-    stems = sorted(f[:-4]
-                   for f in os.listdir(osp.join(synthetic_root, 'visible', 'test')))
-    night = open(osp.join(synthetic_root, 'night_test.txt')).read().split()
-    assert splits['night'] == sorted(night)
-    assert sorted(splits['day'] + splits['night']) == stems
-    assert not set(splits['day']) & set(night)
-    # MFNet: lists next to the split file, else the names' D / N
-    (tmp_path / 'test.txt').write_text('00001D\n00002N\n00003D\n')
-    mfnet = dict(type='MFNetDataset', data_root=str(tmp_path), ann_file='test.txt')
-    assert find_day_night_splits(mfnet) == dict(
-        day=['00001D', '00003D'], night=['00002N'])
-    (tmp_path / 'test_day.txt').write_text('00001D\n')
-    (tmp_path / 'test_night.txt').write_text('00002N\n00003D\n')
-    assert find_day_night_splits(mfnet) == dict(
-        day=['00001D'], night=['00002N', '00003D'])
-    assert find_day_night_splits(dict(type='PST900Dataset', data_root='/none')) is None

@@ -1,0 +1,186 @@
+"""The leaderboard from the runs' results: statistics over seeds per variant,
+scenario, subset and split, the ceilings, and the marks against the baseline
+(:mod:`mwam_mm.evaluation.statistics`)."""
+from typing import Callable, Dict, List, Optional, Sequence
+
+from mwam_mm.evaluation import (collapse_rate, compare, fraction_of_ceiling,
+                                seed_statistics)
+from mwam_mm.evaluation.robustness import check_scenarios
+from .runs import subset_names
+from .variants import BASELINE
+
+
+def _board(runs: Dict[str, List[dict]], view: Callable[[dict], Optional[dict]],
+           scenarios: Sequence[str], subsets: Sequence[str], modalities: Sequence[str],
+           baseline: Optional[str]) -> dict:
+    """Statistics over seeds of ``view(result) -> {scenario: {subset: score}}``."""
+    board = dict(variants={}, ceilings={})
+    singles = [m for m in modalities if m in subsets]
+    for variant, results in runs.items():
+        views = [v for v in (view(r) for r in results) if v]
+        ceiling = results[0].get('ceiling') if results else None
+        entry = dict(seeds=[r['seed'] for r in results], ceiling=ceiling, scenarios={})
+        for scenario in scenarios:
+            per_seed = [v[scenario] for v in views if scenario in v]
+            if not per_seed:
+                continue
+            own = [s for s in subsets if all(s in p for p in per_seed)]
+            stats = dict(
+                scores={s: seed_statistics([p[s] for p in per_seed])
+                        for s in own})
+            if ceiling is None and own == list(subsets):
+                stats['mean'] = seed_statistics(
+                    [sum(p[s] for s in subsets) / len(subsets) for p in per_seed])
+                stats['collapse_rate'] = seed_statistics(
+                    [collapse_rate(p, subsets) for p in per_seed])
+            entry['scenarios'][scenario] = stats
+            if ceiling is not None and ceiling in stats['scores']:
+                board['ceilings'].setdefault(ceiling, {})[scenario] = dict(
+                    stats['scores'][ceiling], variant=variant)
+        board['variants'][variant] = entry
+    base = board['variants'].get(baseline) if baseline else None
+    for variant, entry in board['variants'].items():
+        for scenario, stats in entry['scenarios'].items():
+            if entry['ceiling'] is None:
+                stats['fraction_of_ceiling'] = {
+                    m:
+                    fraction_of_ceiling(stats['scores'][m],
+                                        board['ceilings'].get(m, {}).get(scenario))
+                    for m in singles if m in stats['scores']
+                }
+            if base is None or variant == baseline or \
+                    scenario not in base['scenarios']:
+                continue
+            own = base['scenarios'][scenario]
+            marks = {
+                s: compare(x, own['scores'][s])
+                for s, x in stats['scores'].items() if s in own['scores']
+            }
+            for key in ('mean', 'collapse_rate'):
+                if key in stats and key in own:
+                    marks[key] = compare(stats[key], own[key])
+            stats['vs_baseline'] = marks
+    return board
+
+
+def _degradation_board(runs: Dict[str, List[dict]], baseline: Optional[str]) -> dict:
+    """Per variant: clean score, robustness score (rPC) and mPC per modality, and
+    the relative score per degradation and modality, with statistics over seeds
+    (per split too)."""
+
+    def one(results: List[dict]) -> dict:
+        first = results[0]
+        out = dict(
+            clean=seed_statistics([r['clean'] for r in results]),
+            modalities={},
+            degradations={})
+        for m in first['summary']['modalities']:
+            out['modalities'][m] = {
+                k:
+                seed_statistics(
+                    [r['summary']['modalities'].get(m, {}).get(k) for r in results])
+                for k in ('rPC', 'mPC')
+            }
+        for name, per_mod in first['summary']['degradations'].items():
+            out['degradations'][name] = {
+                m:
+                seed_statistics([
+                    r['summary']['degradations'].get(name, {}).get(m,
+                                                                   {}).get('relative')
+                    for r in results
+                ])
+                for m in per_mod
+            }
+        return out
+
+    board = {}
+    for variant, results in runs.items():
+        found = [r['degradations'] for r in results if r.get('degradations')]
+        if not found:
+            continue
+        entry = one(found)
+        splits = sorted({s for d in found for s in d.get('splits', {})})
+        entry['splits'] = {
+            s: one([d['splits'][s] for d in found if s in d.get('splits', {})])
+            for s in splits
+        }
+        board[variant] = entry
+    base = board.get(baseline) if baseline else None
+    for variant, entry in board.items():
+        if base is None or variant == baseline:
+            continue
+        entry['vs_baseline'] = {
+            m: compare(x['rPC'], base['modalities'][m]['rPC'])
+            for m, x in entry['modalities'].items() if m in base['modalities']
+        }
+    return board
+
+
+def aggregate(runs: Dict[str, List[dict]],
+              scenarios: Optional[Sequence[str]] = None,
+              baseline: str = BASELINE) -> dict:
+    """The leaderboard from ``{variant: [run_variant results, one per seed]}``.
+
+    Args:
+        runs (dict): The results per variant (any order of seeds).
+        scenarios (Sequence[str], optional): Default: those of the results.
+        baseline (str): The variant the others are compared with (no marks
+            when it is absent).
+
+    Returns:
+        dict: ``metric``, ``scenarios``, ``subsets``, ``modalities``,
+        ``baseline``, ``seeds``, ``variants: {variant: {seeds, ceiling,
+        scenarios: {scenario: {scores: {subset: stats}, mean, collapse_rate,
+        fraction_of_ceiling: {modality: ratio}, vs_baseline: {subset | 'mean' |
+        'collapse_rate': {diff, threshold, marked}}}}}}``, ``ceilings:
+        {modality: {scenario: stats}}``, ``splits: {split: {variants,
+        ceilings}}`` and ``degradations: {variant: ...}``. ``stats`` are
+        :func:`seed_statistics`; ceilings have their own subset only, and no
+        mean, collapse rate or fraction.
+    """
+    runs = {v: list(rs) for v, rs in runs.items() if rs}
+    if not runs:
+        raise ValueError('aggregate: no results')
+    first = next(iter(runs.values()))[0]
+    if scenarios is None:
+        scenarios = list(
+            dict.fromkeys(s for rs in runs.values() for r in rs
+                          for s in r['scenarios']))
+    scenarios = check_scenarios(scenarios) if scenarios else []
+    modalities = first['modalities']
+    subsets = first.get('subsets') or subset_names(modalities)
+    metrics = {r['metric'] for rs in runs.values() for r in rs}
+    if len(metrics) > 1:
+        raise ValueError(f'aggregate: the runs report different metrics {metrics}')
+    baseline = baseline if baseline in runs else None
+    board = dict(
+        metric=first['metric'],
+        scenarios=list(scenarios),
+        subsets=list(subsets),
+        modalities=list(modalities),
+        baseline=baseline,
+        seeds=sorted({r['seed']
+                      for rs in runs.values()
+                      for r in rs}))
+    board.update(
+        _board(runs, lambda r: r['scenarios'], scenarios, subsets, modalities,
+               baseline))
+    splits = list(
+        dict.fromkeys(s for rs in runs.values() for r in rs
+                      for s in r.get('splits', {})))
+    board['splits'] = {
+        split:
+        _board(
+            runs,
+            lambda r, s=split: r.get('splits', {}).get(s),
+            scenarios,
+            subsets,
+            modalities,
+            baseline)
+        for split in splits
+    }
+    board['degradations'] = _degradation_board(runs, baseline)
+    return board
+
+
+__all__ = ['aggregate']

@@ -1,0 +1,374 @@
+"""One run of the benchmark: a variant's config with the run's options, trained
+with one seed and tested in every robustness scenario; its setup and result
+stored in its work dir, so that a finished run is reused and an interrupted one
+resumed."""
+import hashlib
+import json
+import logging
+import os
+import os.path as osp
+import time
+from dataclasses import dataclass, field, fields
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+from mwam_mm.engine import build_runner, load_config
+from mwam_mm.evaluation import SCENARIOS, evaluate_robustness, subset_name, summarize
+from mwam_mm.modality import ModalityLayout, non_empty_subsets
+from .schedule import apply_schedule, set_test_scale
+from .variants import ROOT, apply_variant, existing_config
+
+HISTORY_PREFIXES = ('train/mwam_', 'train/branch_k_', 'train/grad_norm_')
+# the files a run keeps in its work dir: its setup (written before training) and
+# its result (written after testing)
+SETUP_FILE = 'setup.json'
+RESULT_FILE = 'result.json'
+# what makes a trained model; a stored setup is compared on these only (the
+# config's path is a label: the same config reached from a leaf file or from a
+# base and its overlays is the same training)
+SETUP_KEYS = ('seed', 'config_hash', 'data')
+
+
+@dataclass
+class RunOptions:
+    """How :func:`run_variant` trains and tests (everything but config, work
+    dir and seed).
+
+    Args:
+        epochs, max_iters: Training length (see :func:`apply_schedule`); None
+            keeps the config's.
+        batch_size: Training batch size; None keeps the config's.
+        cfg_options: More config options (``{'a.b': value}``), applied last.
+        test_scale: ``(w, h)`` for the test pipelines' ``Resize``
+            (:func:`set_test_scale`); None keeps the config's.
+        scenarios: Robustness scenarios (some of ``blank``, ``missing``).
+        fill: What a missing modality becomes (``zero``, ``mean``).
+        metric: Metric key; None: the evaluator's headline metric.
+        splits: ``'auto'`` (day / night where the dataset lists them), None, or
+            ``{name: names or list file}``.
+        degradations: ``(degradation, modality, severity)`` triples to test
+            (:func:`mwam_mm.evaluation.degradations.degradation_plan`); not for
+            ceilings.
+        degradation_seed: Seed of the degradations' per-image draws.
+        diagnostics: Log the gradient norm per branch
+            (``BranchGradNormHook``) in runs without a custom hook, and keep the
+            per-iteration history of ``mwam_*`` and ``grad_norm_*``.
+        log: Called with progress messages (not part of the setup).
+        quiet: Show only warnings of the run's logger on the console (the log
+            file in the work dir keeps everything; not part of the setup).
+    """
+    epochs: Optional[int] = None
+    max_iters: Optional[int] = None
+    batch_size: Optional[int] = None
+    cfg_options: dict = field(default_factory=dict)
+    test_scale: Optional[Tuple[int, int]] = None
+    scenarios: Sequence[str] = SCENARIOS
+    fill: str = 'zero'
+    metric: Optional[str] = None
+    splits: Union[str, None, dict] = 'auto'
+    degradations: Optional[Sequence[Tuple[str, str, int]]] = None
+    degradation_seed: int = 0
+    diagnostics: bool = True
+    log: Optional[Callable[[str], None]] = None
+    quiet: bool = False
+
+    @classmethod
+    def build(cls, options: Union[None, dict, 'RunOptions']) -> 'RunOptions':
+        if options is None:
+            return cls()
+        if isinstance(options, cls):
+            return options
+        if not isinstance(options, dict):
+            raise TypeError('run options must be a dict or RunOptions, got '
+                            f'{type(options).__name__}')
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise KeyError(f'unknown run option(s) {unknown}; known: {sorted(known)}')
+        return cls(**options)
+
+    def evaluation(self) -> dict:
+        """The test settings a stored result must match to be reused."""
+        return dict(
+            scenarios=list(self.scenarios),
+            fill=self.fill,
+            metric=self.metric,
+            splits=self.splits,
+            degradations=[list(d) for d in self.degradations or []],
+            degradation_seed=self.degradation_seed)
+
+
+def build_run_config(cfg_path: str,
+                     work_dir: str,
+                     seed: int,
+                     options=None,
+                     variant: Optional[str] = None):
+    """The config of one run: ``cfg_path`` with ``variant``'s overlays (none
+    when None: ``cfg_path`` is the config to train), the seed, the schedule, the
+    batch size, the test scale, the diagnostics hook and the options.
+
+    The overlays are chosen and applied before the schedule is changed: a smoke
+    run (``max_iters`` on an epoch-based config) trains the epoch-based method
+    settings, made to act within it by :func:`apply_schedule`.
+    """
+    opts = RunOptions.build(options)
+    cfg = load_config(cfg_path, {'randomness.seed': seed}, work_dir)
+    if variant is not None:
+        cfg = apply_variant(cfg, cfg_path, variant)
+    apply_schedule(cfg, opts.epochs, opts.max_iters)
+    if opts.batch_size is not None:
+        cfg.train_dataloader.batch_size = opts.batch_size
+    if opts.test_scale is not None:
+        set_test_scale(cfg, opts.test_scale)
+    if opts.cfg_options:
+        cfg.merge_from_dict(dict(opts.cfg_options))
+    backbone = cfg.model.get('backbone', {})
+    # the same diagnostic for every fused variant (a unimodal model has one branch)
+    if opts.diagnostics and not cfg.get('custom_hooks') and \
+            not backbone.get('ignore_modalities'):
+        cfg.custom_hooks = [dict(type='BranchGradNormHook')]
+    return cfg
+
+
+def repo_relative(path: str) -> str:
+    """``path`` relative to the repository root when inside it, else absolute."""
+    path = osp.abspath(path)
+    return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
+def training_setup(cfg,
+                   cfg_path: str,
+                   seed: int,
+                   variant: Optional[str] = None) -> dict:
+    """What makes a trained model (:data:`SETUP_KEYS`): the config (after
+    variant and options: its hash), the seed and the data (the synthetic
+    generator's ``meta.txt``, when present); and as labels the config file and
+    the variant."""
+    content = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k not in ('work_dir', 'launcher', 'resume', 'load_from', 'log_level')
+    }
+    digest = hashlib.sha1(json.dumps(content, sort_keys=True,
+                                     default=str).encode()).hexdigest()
+    data = {}
+    for loader in ('train_dataloader', 'test_dataloader'):
+        root = cfg[loader].dataset.get('data_root') or ''
+        meta = osp.join(root, 'meta.txt')
+        data[loader] = dict(
+            root=root,
+            meta=open(meta).read().strip() if root and osp.isfile(meta) else None)
+    setup = dict(
+        config=repo_relative(cfg_path), seed=seed, config_hash=digest, data=data)
+    if variant is not None:
+        setup['variant'] = variant
+    return setup
+
+
+# --------------------------------------------------------------------------------
+# one run
+
+
+def subset_names(names: Sequence[str]) -> List[str]:
+    return [subset_name(s) for s in non_empty_subsets(names)]
+
+
+def _quiet_console(logger) -> None:
+    """Console handlers of ``logger`` show warnings only, file handlers INFO.
+
+    The runner is built with ``log_level='WARNING'`` (its environment and
+    config dumps then reach neither; the config is saved in the work dir
+    anyway), and the file handlers are set back to INFO here: the run's log
+    file keeps the training and test logs.
+    """
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.INFO)
+        elif isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.WARNING)
+
+
+def run_variant(cfg_path: str,
+                work_dir: str,
+                seed: int,
+                options=None,
+                variant: Optional[str] = None) -> dict:
+    """Train one variant with one seed, then test it (scenarios, splits,
+    degradations).
+
+    A run whose ``work_dir`` holds a ``last_checkpoint`` resumes from it (a
+    finished training is not repeated: only the tests run); the work dir's
+    ``setup.json`` (written before training) must then show the same setup.
+
+    Args:
+        cfg_path (str): The family's base config (with ``variant``), or the
+            config to train (without).
+        work_dir (str): The run's work dir (checkpoints, logs).
+        seed (int): ``randomness.seed``.
+        options (dict | RunOptions, optional): See :class:`RunOptions`.
+        variant (str, optional): A name of :data:`~.variants.VARIANTS`, whose
+            overlays are applied to ``cfg_path``; without, ``cfg_path`` is
+            trained as it is and named by its stem in the result.
+
+    Returns:
+        dict: ``variant``, ``seed``, ``config``, ``setup``
+        (:func:`training_setup`), ``evaluation`` (:meth:`RunOptions.evaluation`),
+        ``metric``, ``modalities``, ``used_modalities``, ``ceiling`` (the one
+        modality of a unimodal model, else None), ``subsets``, ``scenarios``
+        (``{scenario: {subset: score}}``; a ceiling has its own subset only),
+        ``summaries`` (``{scenario: summarize(...)}``; not for ceilings),
+        ``splits`` (``{split: {scenario: {subset: score}}}``), ``degradations``
+        (or None), ``train_seconds``, ``eval_seconds``, ``history``
+        (``{key: per-iteration values}``).
+    """
+    opts = RunOptions.build(options)
+    log = opts.log or (lambda message: None)
+    cfg_path = existing_config(cfg_path)
+    cfg = build_run_config(cfg_path, work_dir, seed, opts, variant)
+    setup = training_setup(cfg, cfg_path, seed, variant)
+    _check_stored_setup(work_dir, setup)
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        cfg.resume = True  # an interrupted or finished training goes on from there
+    save_result(osp.join(work_dir, SETUP_FILE), setup)
+    if isinstance(cfg.get('visualizer'), dict):
+        # mmengine keeps one visualizer per name in a process: a fixed name would
+        # send every later run's scalars to the first run's folder. Unnamed, it is
+        # named after the run (config and start time), as mmengine's logger is.
+        cfg.visualizer.pop('name', None)
+    if opts.quiet:
+        cfg.log_level = 'WARNING'
+    runner = build_runner(cfg)
+    if opts.quiet:
+        _quiet_console(runner.logger)
+    t0 = time.time()
+    runner.train()
+    train_seconds = time.time() - t0
+    history = {}
+    if opts.diagnostics:
+        for key in runner.message_hub.log_scalars:
+            if key.startswith(HISTORY_PREFIXES):
+                history[key[len('train/'):]] = runner.message_hub.get_scalar(
+                    key).data[0].tolist()
+    model = getattr(runner.model, 'module', runner.model)
+    backbone = getattr(model, 'backbone', None)
+    layout = ModalityLayout.build(getattr(backbone, 'layout', None))
+    ignored = list(getattr(backbone, 'ignored', []) or [])
+    used = [n for n in layout.names if n not in ignored]
+    subsets = None
+    if ignored:  # a unimodal (or reduced) model: only subsets of what it uses
+        subsets = non_empty_subsets(used)
+    t0 = time.time()
+    evaluation = evaluate_robustness(
+        runner,
+        layout,
+        opts.fill,
+        opts.metric,
+        list(opts.scenarios),
+        subsets=subsets,
+        splits=opts.splits,
+        degradations=None if ignored else opts.degradations,
+        seed=opts.degradation_seed,
+        same_in_all_scenarios=bool(ignored) and len(used) == 1,
+        log=log)
+    eval_seconds = time.time() - t0
+    summaries = {} if ignored else {
+        scenario: summarize(scores, layout)
+        for scenario, scores in evaluation['scenarios'].items()
+    }
+    return dict(
+        variant=variant or osp.splitext(osp.basename(cfg_path))[0],
+        seed=seed,
+        config=repo_relative(cfg_path),
+        work_dir=work_dir,
+        setup=setup,
+        evaluation=opts.evaluation(),
+        metric=evaluation['metric'],
+        modalities=layout.names,
+        used_modalities=used,
+        ceiling=used[0] if ignored and len(used) == 1 else None,
+        subsets=subset_names(layout.names),
+        scenarios=evaluation['scenarios'],
+        summaries=summaries,
+        splits=evaluation['splits'],
+        degradations=evaluation.get('degradations'),
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+        history=history)
+
+
+def save_result(path: str, result: dict) -> str:
+    """Write a run's result as JSON, atomically (a crash leaves no half file)."""
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def load_result(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _setup_difference(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return '; '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in keys
+                     if old.get(k) != new.get(k))
+
+
+def _same_setup(old: dict, new: dict) -> bool:
+    """The stored setup ``old`` trained what ``new`` describes (same
+    :data:`SETUP_KEYS`, JSON round-trip alike)."""
+    new = json.loads(json.dumps(new))
+    return all(old.get(k) == new.get(k) for k in SETUP_KEYS)
+
+
+def _check_stored_setup(run_dir: str, setup: dict) -> None:
+    """A run dir with a checkpoint must have been trained with ``setup``."""
+    if not osp.isfile(osp.join(run_dir, 'last_checkpoint')):
+        return
+    path = osp.join(run_dir, SETUP_FILE)
+    if not osp.isfile(path):
+        raise ValueError(
+            f'{run_dir} holds a checkpoint of a training that was not started by '
+            f'run_variant (no {SETUP_FILE}); remove it (--force), or use another '
+            'work dir')
+    old = load_result(path)
+    if not _same_setup(old, setup):
+        raise ValueError(
+            f'{run_dir} holds a training of another setup '
+            f'({_setup_difference(old, setup)}); remove it (--force), or use '
+            'another work dir')
+
+
+def stored_status(run_dir: str, setup: dict, evaluation: dict) -> str:
+    """What the run in ``run_dir`` still needs: ``'train'`` (no result; an
+    interrupted training then resumes), ``'evaluate'`` (trained, tested with
+    other settings) or ``'done'`` (its ``result.json`` is reused).
+
+    Raises:
+        ValueError: The stored result or checkpoint was trained with another
+            setup (config, options, seed or data), named in the message.
+    """
+    path = osp.join(run_dir, RESULT_FILE)
+    if not osp.isfile(path):
+        _check_stored_setup(run_dir, setup)
+        return 'train'
+    stored = load_result(path)
+    old = stored.get('setup', {})
+    if not _same_setup(old, setup):
+        raise ValueError(
+            f'{path} holds a run trained with another setup '
+            f'({_setup_difference(old, setup)}); pass --force to retrain it, or '
+            'use another work dir')
+    # a result is reused only when every value is the same, JSON round-trip alike
+    if stored.get('evaluation') != json.loads(json.dumps(evaluation)):
+        return 'evaluate'
+    return 'done'
+
+
+__all__ = [
+    'HISTORY_PREFIXES', 'SETUP_FILE', 'RESULT_FILE', 'SETUP_KEYS', 'RunOptions',
+    'build_run_config', 'repo_relative', 'training_setup', 'subset_names',
+    'run_variant', 'save_result', 'load_result', 'stored_status'
+]
