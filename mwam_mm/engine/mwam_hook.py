@@ -254,8 +254,8 @@ class MWAMHook(ModalityBalancingHook):
         def read_presence(module, args, kwargs):
             # the samples as the model's forward gets them: after the data
             # preprocessor, whose feature-level modality dropout marks them
-            samples = kwargs.get('data_samples', args[1] if len(args) > 1 else None)
             if self._recording and module.training and kwargs.get('mode') == 'loss':
+                samples = kwargs.get('data_samples', args[1] if len(args) > 1 else None)
                 self._presence = presence_from_data_samples(samples, self.layout)
 
         self._handles.append(

@@ -4,10 +4,11 @@ from .degradations import (DEGRADATIONS, SEVERITIES, ModalityDegradation,
                            degradation_pipeline, degradation_plan, register_degradation,
                            summarize_degradations)
 from .kaist_metric import KAISTMissRate
-from .robustness import (SCENARIOS, SplitMetric, bar_chart, blanking_pipeline,
-                         collapse_rate, evaluate_robustness, evaluate_scenarios,
-                         evaluate_subsets, find_day_night_splits, markdown_table,
-                         subset_name, summarize, write_report)
+from .robustness import (SCENARIOS, blanking_pipeline, collapse_rate,
+                         evaluate_robustness, evaluate_scenarios, evaluate_subsets,
+                         subset_name, summarize)
+from .robustness_report import bar_chart, markdown_table, write_report
+from .splits import SplitMetric, find_day_night_splits
 from .statistics import compare, fraction_of_ceiling, paired_difference, seed_statistics
 
 # the robustness leaderboard (its variants, runs, report) is an experiment of

@@ -218,9 +218,10 @@ class ModalityOutputsMixin:
     def modality_state(
             self, batch_inputs: torch.Tensor, batch_data_samples
     ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """The batch's ``(B, M)`` presence mask and per-sample modality weights
-        (each ``None`` when the samples say nothing) from the data samples'
-        metainfo, or from metainfo dicts (mmseg's ``batch_img_metas``)."""
+        """The batch's ``(B, M)`` presence mask and, in training, its per-sample
+        modality weights (each ``None`` when the samples say nothing) from the
+        data samples' metainfo, or from metainfo dicts (mmseg's
+        ``batch_img_metas``). The backbone applies weights in training only."""
         layout = getattr(self.backbone, 'layout', None)
         if layout is None or batch_data_samples is None or len(batch_data_samples) == 0:
             return None, None
@@ -230,8 +231,9 @@ class ModalityOutputsMixin:
                 f'a batch of {batch_inputs.shape[0]} images; each image needs its '
                 'sample (its missing_modalities and modality_weights)')
         device = batch_inputs.device
-        return (presence_from_data_samples(batch_data_samples, layout, device),
-                weights_from_data_samples(batch_data_samples, layout, device))
+        weights = weights_from_data_samples(batch_data_samples, layout,
+                                            device) if self.training else None
+        return presence_from_data_samples(batch_data_samples, layout, device), weights
 
     def _streams_and_fused(
             self,

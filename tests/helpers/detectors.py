@@ -69,6 +69,15 @@ def run_loss(model, data, seed=0):
     return model(**preprocess(model, data), mode='loss')
 
 
+def losses_by_source(model, data) -> dict:
+    """``{source: the loss dict}`` with the scores from ``'aux'`` and ``'view'``."""
+    got = {}
+    for source in ('aux', 'view'):
+        model.modality_scores_source = source
+        got[source] = run_loss(model, data)
+    return got
+
+
 def total(losses, keep=lambda key: True):
     """The sum of the selected loss entries, as mmengine's parse_losses sums."""
     values = []

@@ -191,10 +191,6 @@ class RGBTSingleStageDetector(ModalityOutputsMixin, SingleStageDetector):
         streams, fused, extra = self._streams_and_fused(
             batch_inputs, batch_data_samples, with_losses=True)
         head = self.bbox_head
-        if not self.with_aux and source is None:
-            # SingleStageDetector.loss, with the batch's modality state
-            losses = head.loss(fused, batch_data_samples)
-            return self._add_extra_losses(losses, extra)
         gt = unpack_gt_instances(batch_data_samples)
         outs, losses = _head_loss(head, fused, gt, batch_data_samples)
         aux_scores = {}

@@ -14,7 +14,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS as SEG_MODELS
 
 from ...registry_utils import build_from_registry
-from ..modality_outputs import AUX_HEAD_MODES, ModalityOutputsMixin, view_mode
+from ..modality_outputs import ModalityOutputsMixin, check_aux_arguments, view_mode
 
 
 def _alias(name: str, value, old_name: str, old_value):
@@ -125,6 +125,8 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
         aux_heads = _alias('aux_heads', aux_heads, 'modality_aux_heads',
                            modality_aux_heads) or 'separate'
         aux_head = _alias('aux_head', aux_head, 'modality_aux_head', modality_aux_head)
+        # before building anything: the same checks as the detectors', then ours
+        check_aux_arguments(type(self).__name__, aux_loss_weight, aux_heads)
         self._check_head_config(aux_head, aux_heads)
         super().__init__(
             backbone=backbone,
@@ -182,11 +184,6 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
     # ------------------------------------------------------------------ checks
     @staticmethod
     def _check_head_config(head, sharing) -> None:
-        if sharing not in AUX_HEAD_MODES:
-            raise ValueError(
-                f'RGBTEncoderDecoder: aux_heads={sharing!r}; expected '
-                "'separate' (one head per modality, built from aux_head) "
-                "or 'shared' (the main decode_head on each stream's features)")
         if head is not None and not isinstance(head, dict):
             raise TypeError('RGBTEncoderDecoder: aux_head must be a decode-head '
                             f'config dict (or None for a copy of decode_head), got '

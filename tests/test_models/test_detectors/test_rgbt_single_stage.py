@@ -5,8 +5,9 @@ without anchor targets; the shared head on each missing-modality view
 import pytest
 import torch
 
-from tests.helpers.detectors import (NUM_CLASSES, batch, build, iou, preprocess,
-                                     retina_cfg, run_loss, same_losses, total)
+from tests.helpers.detectors import (NUM_CLASSES, batch, build, iou, losses_by_source,
+                                     preprocess, retina_cfg, run_loss, same_losses,
+                                     total)
 from tests.helpers.presence import with_missing
 
 
@@ -40,10 +41,7 @@ def test_single_stage_scores_are_the_positive_anchors_gt_probabilities(aux_heads
             aux_heads=aux_heads,
             backbone=dict(fusion=dict(type='AddFusion'))))
     data = batch()
-    got = {}
-    for source in ('aux', 'view'):
-        model.modality_scores_source = source
-        got[source] = run_loss(model, data)
+    got = losses_by_source(model, data)
     inputs = preprocess(model, data)['inputs']
     with torch.no_grad():
         streams = model.backbone.forward_streams(inputs)

@@ -6,7 +6,7 @@ from mmdet.structures.bbox import bbox2roi
 from mmengine.structures import InstanceData
 
 from tests.helpers.detectors import (NUM_CLASSES, batch, build, frcnn_cfg, iou,
-                                     preprocess, run_loss)
+                                     losses_by_source, preprocess)
 
 # -- scores against an independent computation ----------------------------------
 
@@ -20,10 +20,7 @@ def test_two_stage_scores_are_the_sampled_rois_label_probabilities():
             aux_loss_weight=1.0,
             backbone=dict(fusion=dict(type='AddFusion'))))
     data = batch()
-    got = {}
-    for source in ('aux', 'view'):
-        model.modality_scores_source = source
-        got[source] = run_loss(model, data)
+    got = losses_by_source(model, data)
     prepared = preprocess(model, data)
     inputs, samples = prepared['inputs'], prepared['data_samples']
     with torch.no_grad():
