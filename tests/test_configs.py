@@ -32,6 +32,12 @@ def rel(path):
 def test_configs_are_discovered():
     names = [rel(p) for p in CONFIGS]
     assert len(names) >= 28
+    # every method overlay is found too (and checked by the overlay tests below)
+    overlays = {osp.basename(p)[:-len('.py')] for p in METHODS}
+    assert {
+        'moddrop', 'moddrop-input', 'mwam', 'mwam-update', 'mwam-robust', 'ogm-ge',
+        'rsc-md', 'rsc-view', 'btw', 'cmpt', 'unimodal-rgb', 'unimodal-thermal'
+    } <= overlays
     for dataset in ('mfnet', 'pst900', 'fmb'):
         for model in ('deeplabv3plus_dual-r18-d8_1xb2-80k',
                       'segformer_dual-mit-b0_1xb2-160k'):
