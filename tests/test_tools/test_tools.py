@@ -111,6 +111,9 @@ def test_two_process_gloo_training_keeps_ranks_identical(synthetic_root, tmp_pat
                       dict(type='DumpRankStateHook')])
     cfg.custom_imports = dict(
         imports=['mwam_mm', 'tests.helpers.dist_dump'], allow_failed_imports=False)
+    # a fixed seed: without one mmengine draws it, and some draws (seed 0 is one)
+    # leave K_rgb at exactly 1 in the first iteration, so the test was flaky
+    cfg.randomness = dict(seed=1)
     config = write_cfg(cfg, tmp_path / 'dist.py')
     env = dict(os.environ, PYTHON=sys.executable, PORT=free_port(), OMP_NUM_THREADS='1')
     out = subprocess.run(
