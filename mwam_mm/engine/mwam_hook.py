@@ -32,6 +32,9 @@ def odd_offset(patch_size: int) -> int:
 
 FRM_OPTIONS = ('patch_size', 'band_size', 'sigma', 'mode', 'grid_offset')
 MAX_NONFINITE_WARNINGS = 10
+#: consecutive iterations in which a modality is blank in every sample before
+#: MWAMHook warns that its camera looks dead (``dead_camera_iters``)
+DEAD_CAMERA_ITERS = 20
 
 
 def _two_valued(planes: torch.Tensor) -> torch.Tensor:
@@ -86,7 +89,12 @@ class MWAMHook(ModalityBalancingHook):
     over the batch) is then taken over the counted samples and scaled to the batch
     size, so batches with different numbers of counted samples compare. A batch
     in which a modality has no counted sample leaves its bank and its weight as
-    they were.
+    they were. While only one modality has ever been counted (the other's camera
+    blank from the start), every weight is 1: there is nothing to balance it
+    against (see :meth:`mwam_mm.frm.MWAMWeighting.update`). A modality blank in
+    every sample of ``dead_camera_iters`` consecutive iterations (on all ranks)
+    is reported once, by name: a dead camera or an empty folder in the training
+    data.
 
     Nothing runs outside training iterations, and the hook adds no parameters or
     buffers to the model: the checkpoint is an ordinary model. The weights are
@@ -135,6 +143,9 @@ class MWAMHook(ModalityBalancingHook):
         swap_weights (bool): Analysis control, not a method: with two
             branches, each gets the other's weight (the FRM dynamics with the
             roles reversed). Default False.
+        dead_camera_iters (int): Warn once, naming the modality, when it was
+            blank (a constant frame) in every sample of this many consecutive
+            iterations. Default 20.
     """
 
     def __init__(self,
@@ -153,8 +164,14 @@ class MWAMHook(ModalityBalancingHook):
                  per_channel: bool = True,
                  log_grad_norm: bool = True,
                  modalities=None,
-                 swap_weights: bool = False):
+                 swap_weights: bool = False,
+                 dead_camera_iters: int = DEAD_CAMERA_ITERS):
         super().__init__(branches, log_grad_norm, modalities)
+        if isinstance(dead_camera_iters, bool) or not isinstance(
+                dead_camera_iters, int) or dead_camera_iters < 1:
+            raise ValueError('MWAMHook: dead_camera_iters must be an int >= 1, got '
+                             f'{dead_camera_iters!r}')
+        self.dead_camera_iters = dead_camera_iters
         self.apply = self._parse_apply(apply)
         self.weighting_cfg = dict(
             preset=preset,
@@ -200,6 +217,9 @@ class MWAMHook(ModalityBalancingHook):
         self._recording = False
         self._presence: Optional[torch.Tensor] = None  # of the batch in training
         self._nonfinite_warnings = 0
+        self.frm_blanks: Dict[str, int] = {}
+        self._blank_streak: Dict[str, int] = {}  # iterations blank everywhere
+        self._reported_dead: set = set()
 
     @staticmethod
     def _parse_apply(apply) -> tuple:
@@ -301,7 +321,7 @@ class MWAMHook(ModalityBalancingHook):
         self._offset = self._iteration_offset(runner)
         self._recording = True
         self._presence = None
-        self.frm_values, self.frm_counts = {}, {}
+        self.frm_values, self.frm_counts, self.frm_blanks = {}, {}, {}
         self.weights = None
 
     def _iteration_offset(self, runner) -> tuple:
@@ -315,21 +335,24 @@ class MWAMHook(ModalityBalancingHook):
         oy, ox = torch.randint(self._patch_size, (2, ), generator=generator).tolist()
         return oy, ox
 
-    def _counted_samples(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        """Samples that count in ``name``'s FRM: present and not blanked."""
-        counted = ~blank_samples(tensor)
+    def _counted_samples(self, name: str, tensor: torch.Tensor):
+        """Samples that count in ``name``'s FRM (present and not blanked), and
+        the number of present samples that are blank."""
+        blank = blank_samples(tensor)
+        present = torch.ones_like(blank)
         presence = self._presence
         if presence is not None and presence.shape[0] == tensor.shape[0]:
-            counted &= presence[:, self._modality_index[name]].to(counted.device)
-        return counted
+            present = presence[:, self._modality_index[name]].to(blank.device)
+        return present & ~blank, int((present & blank).sum())
 
     def _record(self, name: str, module: nn.Module, tensor: torch.Tensor) -> None:
         # also skips re-runs of the forward by activation checkpointing
         if (not self._recording or not module.training or name in self.frm_values):
             return
         self._check_branch_input(name, tensor)
-        counted = self._counted_samples(name, tensor)
+        counted, blanks = self._counted_samples(name, tensor)
         count = int(counted.sum())
+        self.frm_blanks[name] = blanks
         if count == 0:
             frm = torch.zeros((), dtype=torch.float64, device=tensor.device)
         else:
@@ -354,16 +377,33 @@ class MWAMHook(ModalityBalancingHook):
                 f'but modality {name!r} has {expected} in the layout: the branch '
                 'must be the whole stream of that modality (its input the '
                 "modality's image), not a later stage")
+        if tensor.ndim != 4:
+            return  # frequency_ratio_metric names the shape it expects
+        h, w = tensor.shape[2:]
+        oy, ox = self._offset
+        p = self._patch_size
+        if h - oy < p or w - ox < p:
+            where = ('input' if self.frm_source == 'input' else
+                     f'frm_source {self.frm_source!r} output')
+            raise ValueError(
+                f'MWAMHook: the FRM {where} of branch {name!r} is {h}x{w}, smaller '
+                f'than one frm.patch_size={p} patch after the grid offset '
+                f'{(oy, ox)}; give MWAMHook(frm=dict(patch_size=...)) a smaller '
+                'patch (and band_size <= patch_size / 2), frm=dict(grid_offset=0), '
+                "or frm_source='input'")
 
     def _compute_weights(self) -> None:
         names = list(self.branches)
         counts = torch.tensor([float(self.frm_counts[n]) for n in names],
                               dtype=torch.float64)
+        blanks = torch.tensor([float(self.frm_blanks.get(n, 0)) for n in names],
+                              dtype=torch.float64)
         values = torch.stack([self.frm_values[n].cpu() for n in names])
         # ranks pool their FRM weighted by their counted samples, so every rank
         # computes the same K (a no-op without distribution)
-        pooled = torch.stack([values * counts, counts])
+        pooled = torch.stack([values * counts, counts, blanks])
         all_reduce(pooled, op='sum')
+        self._watch_dead_cameras(names, pooled[1].tolist(), pooled[2].tolist())
         values = torch.where(pooled[1] > 0, pooled[0] / pooled[1].clamp(min=1),
                              torch.full_like(pooled[0], float('nan')))
         absent = [n for n, c in zip(names, pooled[1].tolist()) if c == 0]
@@ -387,6 +427,26 @@ class MWAMHook(ModalityBalancingHook):
                 level=logging.WARNING)
         if 'update' in self.modulations:  # averaged over accumulated micro-batches
             self.modulations['update'].record(self.weights)
+
+    def _watch_dead_cameras(self, names, counted, blanks) -> None:
+        # a modality that is blank wherever it is present, iteration after
+        # iteration, is not dropout: its camera (or folder) gives no image
+        for name, n_counted, n_blank in zip(names, counted, blanks):
+            if n_counted == 0 and n_blank > 0:
+                self._blank_streak[name] = self._blank_streak.get(name, 0) + 1
+            else:
+                self._blank_streak[name] = 0
+            if (self._blank_streak[name] >= self.dead_camera_iters
+                    and name not in self._reported_dead):
+                self._reported_dead.add(name)
+                print_log(
+                    f'MWAMHook: modality {name!r} was blank (a constant frame) in '
+                    f'every sample of the last {self._blank_streak[name]} '
+                    'iterations: is its camera dead, or its image folder wrong? '
+                    f'MWAM cannot measure {name!r} (its weight stays 1, and the '
+                    'other modalities are not balanced against it)',
+                    logger='current',
+                    level=logging.WARNING)
 
     def _weight(self, name: str) -> Optional[float]:
         return None if self.weights is None else self.weights[name]

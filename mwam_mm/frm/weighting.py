@@ -85,8 +85,11 @@ class MWAMWeighting:
     def update(self, frm: Dict[str, float]) -> Dict[str, float]:
         """Update the bank with this iteration's FRM and return ``{m: K_m}``.
 
-        A modality whose FRM is not finite keeps its bank value and gets weight 1,
-        and so do all modalities while no finite FRM has reached the bank yet.
+        A modality whose FRM is not finite keeps its bank value and gets weight 1.
+        All modalities get weight 1 while fewer than two have reached the bank
+        (the others blank or missing from the start): a preference relative to
+        the mean bank means nothing with one modality, and would slow the only
+        camera that sees (``T = 1`` gives ``K = 0.64`` with the paper's preset).
         """
         missing = [m for m in self.modalities if m not in frm]
         if missing:
@@ -102,7 +105,7 @@ class MWAMWeighting:
             else:
                 self.bank[m] = w * self.bank[m] + (1 - w) * value
         self.steps += 1
-        if not self.bank:
+        if len(self.bank) < min(2, len(self.modalities)):
             return {m: 1.0 for m in self.modalities}
         mean_bank = sum(self.bank.values()) / len(self.bank)
         weights = {}

@@ -417,3 +417,84 @@ def test_swap_weights_gives_each_branch_the_others_k(twin_models):
         rgb=plain.weights['thermal'], thermal=plain.weights['rgb'])
     assert runner_b.message_hub.get_scalar('train/mwam_k_rgb').current() == \
         plain.weights['thermal']
+
+
+# -- a dead camera in the training data (issue 20, point 6) ---------------------------
+
+
+def dead_thermal_batch(seed):
+    batch = toy_batch(seed=seed)
+    batch[:, 3:] = 0.5  # every thermal frame constant
+    return batch
+
+
+def warnings_of(log):
+    return [c.args[0] for c in log.call_args_list if 'blank' in c.args[0]]
+
+
+def test_a_camera_blank_from_the_start_is_reported_once_and_slows_nothing(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook(dead_camera_iters=3)
+    runner = make_runner(model)
+    start(hook, runner)
+    with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
+        for seed in range(2):
+            train_step(hook, runner, dead_thermal_batch(seed))
+        assert not warnings_of(log)  # not yet 3 iterations
+        for seed in range(2, 6):
+            train_step(hook, runner, dead_thermal_batch(seed))
+    reports = warnings_of(log)
+    assert len(reports) == 1  # once, naming the modality and the count
+    assert "modality 'thermal'" in reports[0] and 'last 3 iterations' in reports[0]
+    assert "'rgb'" not in reports[0]
+    # the only camera that sees has nothing to be balanced against: not slowed
+    assert hook.weights == dict(rgb=1.0, thermal=1.0)
+    assert list(hook.weighting.bank) == ['rgb']
+
+
+def test_a_camera_blank_now_and_then_is_not_reported(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook(dead_camera_iters=2)
+    runner = make_runner(model)
+    start(hook, runner)
+    with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
+        for seed in range(6):  # blank every other iteration: never 2 in a row
+            batch = dead_thermal_batch(seed) if seed % 2 else toy_batch(seed=seed)
+            train_step(hook, runner, batch)
+    assert not warnings_of(log)
+    assert hook.weights['rgb'] != 1.0  # balanced as usual
+
+
+def test_a_modality_marked_missing_everywhere_is_not_a_dead_camera(twin_models):
+    # feature-level dropout marks samples missing; their pixels are not blank
+    model, _ = twin_models
+    hook = MWAMHook(dead_camera_iters=1)
+    runner = make_runner(model)
+    start(hook, runner)
+    with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
+        for _ in range(3):
+            frm_of(hook, runner, toy_batch(batch=2), missing=[['thermal']] * 2)
+            hook.after_train_iter(runner, 0)
+    assert not warnings_of(log)
+
+
+@pytest.mark.parametrize('bad', [0, -1, 2.5, True])
+def test_dead_camera_iters_is_checked(bad):
+    with pytest.raises(ValueError, match='dead_camera_iters'):
+        MWAMHook(dead_camera_iters=bad)
+
+
+# -- FRM inputs smaller than a patch (issue 20, point 9) -------------------------------
+
+
+def test_an_frm_input_smaller_than_a_patch_names_the_hook_and_option(twin_models):
+    model, _ = twin_models
+    hook = MWAMHook(frm=dict(patch_size=8))
+    runner = make_runner(model)
+    start(hook, runner)
+    with pytest.raises(ValueError) as error:
+        train_step(hook, runner, toy_batch()[:, :, :9, :9])  # 9 - offset 3 < 8
+    message = str(error.value)
+    assert message.startswith('MWAMHook:') and "branch 'rgb'" in message
+    assert 'frm.patch_size=8' in message and '9x9' in message
+    assert '(3, 3)' in message  # the default odd grid offset

@@ -72,3 +72,17 @@ def test_state_dict_round_trip_and_errors():
         MWAMWeighting(['x', 'y']).load_state_dict(w.state_dict())
     with pytest.raises(KeyError, match='FRM missing'):
         w.update(dict(a=1.0))
+
+
+def test_one_modality_in_the_bank_is_not_slowed():
+    # the other modality blank or missing from the start: nothing to compare with
+    weighting = MWAMWeighting(['rgb', 'thermal'])
+    for value in (3.0, 2.0, 5.0):
+        assert weighting.update(dict(rgb=value, thermal=float('nan'))) == dict(
+            rgb=1.0, thermal=1.0)
+    weights = weighting.update(dict(rgb=3.0, thermal=1.0))  # thermal arrives
+    assert weights['rgb'] < 1.0 < weights['thermal']
+    # a lone modality of a one-modality layout still gets its formula's weight
+    lone = MWAMWeighting(['rgb'])
+    expected = lone.weight(1.0)
+    assert lone.update(dict(rgb=2.0))['rgb'] == pytest.approx(expected, rel=1e-5)
