@@ -33,6 +33,7 @@ sys.path.insert(0, ROOT)
 
 import mwam_mm  # noqa: F401,E402
 from benchmarks import leaderboard as lb  # noqa: E402
+from mwam_mm.engine.runner_utils import positive_int  # noqa: E402
 from mwam_mm.frm import frequency_ratio_metric  # noqa: E402
 from mwam_mm.modality import ModalityLayout  # noqa: E402
 
@@ -48,7 +49,7 @@ def parse_args(argv=None):
         '--synthetic-root',
         help='default: the demo\'s data (made '
         'if absent, 128x96)')
-    parser.add_argument('--num-synthetic', type=int, default=96)
+    parser.add_argument('--num-synthetic', type=positive_int, default=96)
     parser.add_argument('--llvip-root', default=osp.join(ROOT, 'tests/data/llvip_mini'))
     parser.add_argument('--m3fd-root', default=osp.join(ROOT, 'tests/data/m3fd_mini'))
     parser.add_argument('--json', help='also write the figures here')

@@ -18,6 +18,7 @@ import torch
 import torch_dct
 
 from mwam_mm import frequency_ratio_metric
+from mwam_mm.engine.runner_utils import positive_int
 from mwam_mm.frm.frequency_ratio import _dct_matrix
 
 SIZES = [(8, 3, 512, 640), (16, 1, 256, 320), (2, 3, 1024, 1280)]
@@ -63,11 +64,15 @@ def median_ms(fn, repeats, device):
     return statistics.median(times)
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeats', type=int, default=15)
+    parser.add_argument('--repeats', type=positive_int, default=15)
     parser.add_argument('--device', default='cpu')
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     for shape in SIZES:
         x = well_conditioned(shape).to(args.device)
         noise = torch.randn(

@@ -32,6 +32,7 @@ sys.path.insert(0, ROOT)
 
 import mwam_mm  # noqa: F401,E402
 from benchmarks import leaderboard as lb  # noqa: E402
+from mwam_mm.engine import runner_utils  # noqa: E402
 from mwam_mm.evaluation import paired_difference, seed_statistics  # noqa: E402
 
 #: arm -> (variant, control variant)
@@ -50,19 +51,26 @@ TAG = '[ablation]'
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
-    parser.add_argument('--epochs', type=int, default=12)
-    parser.add_argument('--max-iters', type=int, help='smoke mode instead of epochs')
-    parser.add_argument('--batch-size', type=int, default=4)
-    parser.add_argument('--width', type=int, default=128)
-    parser.add_argument('--height', type=int, default=96)
-    parser.add_argument('--num-train', type=int, default=400)
-    parser.add_argument('--num-test', type=int, default=300)
+    parser.add_argument(
+        '--seeds',
+        type=runner_utils.non_negative_int,
+        nargs='+',
+        default=[0, 1, 2, 3, 4])
+    parser.add_argument('--epochs', type=runner_utils.positive_int, default=12)
+    parser.add_argument(
+        '--max-iters',
+        type=runner_utils.positive_int,
+        help='smoke mode instead of epochs')
+    parser.add_argument('--batch-size', type=runner_utils.positive_int, default=4)
+    parser.add_argument('--width', type=runner_utils.synthetic_side, default=128)
+    parser.add_argument('--height', type=runner_utils.synthetic_side, default=96)
+    parser.add_argument('--num-train', type=runner_utils.positive_int, default=400)
+    parser.add_argument('--num-test', type=runner_utils.positive_int, default=300)
     parser.add_argument('--data-root', help='default: by the generator options')
     parser.add_argument('--work-dir', default='work_dirs/mwam_ablation')
     parser.add_argument(
         '--jobs',
-        type=int,
+        type=runner_utils.positive_int,
         help='runs at a time (default: as the '
         'leaderboard: 2 on a CPU, 1 on a GPU)')
     return parser.parse_args(argv)

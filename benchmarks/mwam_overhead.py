@@ -31,6 +31,7 @@ from mmengine.runner import Runner
 import mwam_mm  # noqa: F401
 from mwam_mm.datasets import make_synthetic_rgbt
 from mwam_mm.engine import MWAMHook
+from mwam_mm.engine.runner_utils import int_at_least, non_negative_int, positive_int
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(
@@ -57,23 +58,25 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--iters', type=int, default=60)
-    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--iters', type=positive_int, default=60)
+    parser.add_argument('--warmup', type=non_negative_int, default=3)
     parser.add_argument(
         '--repeats',
-        type=int,
+        # the figure is the median of the repeats
+        type=int_at_least(3),
         default=3,
         help='side-by-side measurements; the median ratio is '
         'reported (at least 3)')
-    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--batch-size', type=positive_int, default=8)
     parser.add_argument('--modes', nargs='+', default=['grad', 'update'])
     parser.add_argument('--device', default='cpu')
-    args = parser.parse_args()
-    if args.repeats < 3:
-        parser.error(f'--repeats must be at least 3 (the median of repeats is '
-                     f'the figure), got {args.repeats}')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     cfg = Config.fromfile(CONFIG)
     DefaultScope.get_instance('mwam-overhead', scope_name=cfg.default_scope)

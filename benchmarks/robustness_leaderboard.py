@@ -43,6 +43,7 @@ if ROOT not in sys.path:
 
 import mwam_mm  # noqa: F401,E402
 from benchmarks import leaderboard as lb  # noqa: E402
+from mwam_mm.engine import runner_utils  # noqa: E402
 from mwam_mm.evaluation import SCENARIOS, degradations  # noqa: E402
 
 GENERATOR_OPTIONS = ('data_seed', 'night_fraction', 'width', 'height', 'num_train',
@@ -61,28 +62,31 @@ def parse_args(argv=None):
         nargs='+',
         choices=list(lb.VARIANTS),
         help='default: every variant of the table')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument(
+        '--seeds', type=runner_utils.non_negative_int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--work-dir', default='work_dirs/robustness_leaderboard')
     length = parser.add_mutually_exclusive_group()
-    length.add_argument('--epochs', type=int, help='default: the config\'s')
+    length.add_argument(
+        '--epochs', type=runner_utils.positive_int, help='default: the config\'s')
     length.add_argument(
         '--max-iters',
-        type=int,
+        type=runner_utils.positive_int,
         help='train this many iterations (an epoch-based config: the smoke mode, '
         'no schedulers)')
-    parser.add_argument('--batch-size', type=int, help='default: the config\'s')
+    parser.add_argument(
+        '--batch-size', type=runner_utils.positive_int, help='default: the config\'s')
     parser.add_argument(
         '--data-root',
         help='the dataset; default: the config\'s, for the synthetic config '
         'data/synthetic_rgbt (another folder for other generator options)')
     generator = parser.add_argument_group(
         'synthetic data (only with the synthetic config; made if absent)')
-    generator.add_argument('--data-seed', type=int)
+    generator.add_argument('--data-seed', type=runner_utils.non_negative_int)
     generator.add_argument('--night-fraction', type=float)
-    generator.add_argument('--width', type=int)
-    generator.add_argument('--height', type=int)
-    generator.add_argument('--num-train', type=int)
-    generator.add_argument('--num-test', type=int)
+    generator.add_argument('--width', type=runner_utils.synthetic_side)
+    generator.add_argument('--height', type=runner_utils.synthetic_side)
+    generator.add_argument('--num-train', type=runner_utils.positive_int)
+    generator.add_argument('--num-test', type=runner_utils.positive_int)
     parser.add_argument(
         '--scenarios', nargs='*', choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument('--fill', choices=['zero', 'mean'], default='zero')
@@ -99,10 +103,14 @@ def parse_args(argv=None):
         default=[],
         help='also test under these degradations (not the ceilings)')
     parser.add_argument(
-        '--severities', type=int, nargs='+', default=list(degradations.SEVERITIES))
+        '--severities',
+        type=runner_utils.int_at_least(
+            min(degradations.SEVERITIES), max(degradations.SEVERITIES)),
+        nargs='+',
+        default=list(degradations.SEVERITIES))
     parser.add_argument(
         '--jobs',
-        type=int,
+        type=runner_utils.positive_int,
         default=None,
         help='runs at a time, each in its own process with cores / jobs threads '
         '(default: 2 on a CPU of 2+ cores, 1 with a GPU)')

@@ -20,6 +20,7 @@ from mmengine.registry import DATASETS, VISUALIZERS, DefaultScope
 import mwam_mm  # noqa: F401  (registers the components)
 from mwam_mm.apis.inference import task_scope
 from mwam_mm.engine import explain_registry_errors
+from mwam_mm.engine.runner_utils import positive_int
 from mwam_mm.visualization.rgbt_visualizer import (DEFAULT_VISUALIZERS,
                                                    draw_boxes_as_tensors)
 
@@ -34,7 +35,9 @@ def parse_args(argv=None):
         default='train',
         help='which dataloader\'s dataset and pipeline (default: train)')
     parser.add_argument(
-        '--max-samples', type=int, help='stop after this many samples (default: all)')
+        '--max-samples',
+        type=positive_int,
+        help='stop after this many samples (default: all)')
     parser.add_argument(
         '--blend',
         type=float,

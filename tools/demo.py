@@ -50,6 +50,7 @@ if ROOT not in sys.path:
 
 from benchmarks import leaderboard as lb  # noqa: E402
 from benchmarks import robustness_leaderboard  # noqa: E402
+from mwam_mm.engine import runner_utils  # noqa: E402
 
 BEST_OTHER = 'rsc-view'
 # the other methods, by the benchmark's variant names; not in the default run
@@ -81,20 +82,32 @@ def parse_args(argv=None):
         choices=list(lb.VARIANTS),
         help=f'default: {" ".join(DEFAULT_VARIANTS)}; also '
         f'{" ".join(OTHER_METHODS)} and the analysis variants')
-    parser.add_argument('--seeds', type=int, nargs='+', default=PRESET['seeds'])
-    parser.add_argument('--epochs', type=int, default=PRESET['epochs'])
     parser.add_argument(
-        '--max-iters', type=int, help='train this many iterations (smoke runs)')
-    parser.add_argument('--batch-size', type=int, default=PRESET['batch_size'])
-    parser.add_argument('--width', type=int, default=PRESET['width'])
-    parser.add_argument('--height', type=int, default=PRESET['height'])
-    parser.add_argument('--num-train', type=int, default=PRESET['num_train'])
-    parser.add_argument('--num-test', type=int, default=PRESET['num_test'])
+        '--seeds',
+        type=runner_utils.non_negative_int,
+        nargs='+',
+        default=PRESET['seeds'])
+    parser.add_argument(
+        '--epochs', type=runner_utils.positive_int, default=PRESET['epochs'])
+    parser.add_argument(
+        '--max-iters',
+        type=runner_utils.positive_int,
+        help='train this many iterations (smoke runs)')
+    parser.add_argument(
+        '--batch-size', type=runner_utils.positive_int, default=PRESET['batch_size'])
+    parser.add_argument(
+        '--width', type=runner_utils.synthetic_side, default=PRESET['width'])
+    parser.add_argument(
+        '--height', type=runner_utils.synthetic_side, default=PRESET['height'])
+    parser.add_argument(
+        '--num-train', type=runner_utils.positive_int, default=PRESET['num_train'])
+    parser.add_argument(
+        '--num-test', type=runner_utils.positive_int, default=PRESET['num_test'])
     parser.add_argument('--data-root', help='default: chosen by the benchmark')
-    parser.add_argument('--data-seed', type=int)
+    parser.add_argument('--data-seed', type=runner_utils.non_negative_int)
     parser.add_argument('--night-fraction', type=float)
     parser.add_argument('--scenarios', nargs='+')
-    parser.add_argument('--jobs', type=int)
+    parser.add_argument('--jobs', type=runner_utils.positive_int)
     parser.add_argument('--force', action='store_true')
     return parser.parse_args(argv)
 

@@ -7,19 +7,20 @@ import argparse
 import json
 
 from mwam_mm.datasets.synthetic import CLASSES, make_synthetic_rgbt
+from mwam_mm.engine.runner_utils import non_negative_int, positive_int, synthetic_side
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out_dir', help='folder to write (LLVIP layout)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-train', type=int, default=400)
-    parser.add_argument('--num-test', type=int, default=100)
-    parser.add_argument('--width', type=int, default=160)
-    parser.add_argument('--height', type=int, default=128)
+    parser.add_argument('--seed', type=non_negative_int, default=0)
+    parser.add_argument('--num-train', type=positive_int, default=400)
+    parser.add_argument('--num-test', type=positive_int, default=100)
+    parser.add_argument('--width', type=synthetic_side, default=160)
+    parser.add_argument('--height', type=synthetic_side, default=128)
     parser.add_argument('--night-fraction', type=float, default=0.5)
     parser.add_argument('--classes', nargs='+', default=list(CLASSES), choices=CLASSES)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def main():

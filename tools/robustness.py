@@ -30,14 +30,15 @@ from mmengine.config import DictAction
 
 import mwam_mm  # noqa: F401
 from mwam_mm.engine import build_runner, explain_registry_errors, load_config
-from mwam_mm.engine.runner_utils import add_checkpoint_arguments, add_checkpoint_check
+from mwam_mm.engine.runner_utils import (add_checkpoint_arguments, add_checkpoint_check,
+                                         int_at_least, non_negative_int)
 from mwam_mm.evaluation import (DEGRADATIONS, SCENARIOS, SEVERITIES, collapse_rate,
                                 degradation_plan, evaluate_robustness, summarize,
                                 write_report)
 from mwam_mm.modality import non_empty_subsets
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
@@ -64,7 +65,7 @@ def parse_args():
         'names others), or all')
     parser.add_argument(
         '--severities',
-        type=int,
+        type=int_at_least(min(SEVERITIES), max(SEVERITIES)),
         nargs='+',
         default=list(SEVERITIES),
         help='degradation severities, 1 (mild) to 5 (default: all)')
@@ -75,7 +76,7 @@ def parse_args():
         '(default: each degradation\'s own)')
     parser.add_argument(
         '--degradation-seed',
-        type=int,
+        type=non_negative_int,
         default=0,
         help='seed of the per-image noise and shift directions (default 0)')
     parser.add_argument(
@@ -93,7 +94,7 @@ def parse_args():
         '(default: the config name)')
     add_checkpoint_arguments(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def robustness(config,

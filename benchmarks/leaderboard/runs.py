@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
+from mwam_mm.compat.resume import check_last_checkpoint
 from mwam_mm.engine import build_runner, load_config
 from mwam_mm.evaluation import SCENARIOS, evaluate_robustness, subset_name, summarize
 from mwam_mm.modality import ModalityLayout, non_empty_subsets
@@ -227,7 +228,10 @@ def run_variant(cfg_path: str,
     setup = training_setup(cfg, cfg_path, seed, variant)
     _check_stored_setup(work_dir, setup)
     if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
-        cfg.resume = True  # an interrupted or finished training goes on from there
+        # an interrupted or finished training goes on from there; an empty or
+        # stale pointer is refused here, naming it, rather than by mmengine
+        check_last_checkpoint(work_dir)
+        cfg.resume = True
     save_result(osp.join(work_dir, SETUP_FILE), setup)
     if isinstance(cfg.get('visualizer'), dict):
         # mmengine keeps one visualizer per name in a process: a fixed name would

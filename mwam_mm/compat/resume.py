@@ -31,9 +31,13 @@ plain integers, random generators other than the global ones, nondeterministic G
 kernels, and a different world size or batch size.
 """
 import contextlib
+import glob
 import itertools
 import logging
+import os.path as osp
 import random
+import re
+import zipfile
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -362,7 +366,95 @@ class ResumeStateHook(Hook):
             loop.load_resume_state(checkpoint.get(RESUME_KEY))
 
 
+POINTER_FILE = 'last_checkpoint'
+_CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def readable_checkpoint(path: str) -> bool:
+    """Whether ``path`` looks like a whole checkpoint file, without loading it.
+
+    A file that is missing, empty, or neither a complete zip archive (what
+    ``torch.save`` writes) nor a legacy pickle is not: a training killed while
+    saving leaves such files.
+    """
+    try:
+        if not osp.isfile(path) or osp.getsize(path) == 0:
+            return False
+        with open(path, 'rb') as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if head.startswith(b'PK\x03\x04'):
+        # a cut-off archive has no central directory at its end
+        return zipfile.is_zipfile(path)
+    return head.startswith(b'\x80')
+
+
+def newest_readable_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest readable ``epoch_*.pth`` or ``iter_*.pth`` in ``work_dir``.
+
+    Newest by modification time, then by the number in the name (files saved
+    within the same second); None when there is none.
+    """
+    found = []
+    for path in glob.glob(osp.join(glob.escape(work_dir), '*.pth')):
+        match = _CHECKPOINT_NAME.match(osp.basename(path))
+        if match and readable_checkpoint(path):
+            found.append((osp.getmtime(path), int(match.group(2)), path))
+    return max(found)[2] if found else None
+
+
+def check_last_checkpoint(work_dir: str) -> Optional[str]:
+    """Check the pointer that mmengine's auto-resume reads, before the runner does.
+
+    ``--resume`` without a path makes mmengine resume from the checkpoint named
+    in ``work_dir/last_checkpoint``. An empty pointer (a job killed while writing
+    it) gives mmengine's ``checkpoint  can not be found`` with an empty name, and
+    a pointer to a file that is gone or cut off an error that does not say where
+    the name came from. This raises an error naming the pointer file, and the newest
+    readable ``epoch_*.pth``/``iter_*.pth`` of the work dir to resume from
+    instead (or that there is none).
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        str | None: The checkpoint the pointer names (a path relative to the
+        current directory, as mmengine reads it); None without a pointer file
+        (mmengine then starts from scratch).
+
+    Raises:
+        FileNotFoundError: The pointer is empty, or names a missing or
+            unreadable (empty, truncated) file.
+    """
+    pointer = osp.join(work_dir, POINTER_FILE)
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        target = f.read().strip()
+    if target and readable_checkpoint(target):
+        return target
+    if target and osp.isfile(target):
+        problem = (f'names {target}, which is not a readable checkpoint (empty or '
+                   'cut off while being saved?)')
+    elif target:
+        problem = f'names {target}, which does not exist'
+    else:
+        problem = 'is empty (a job killed while saving a checkpoint?)'
+    newest = newest_readable_checkpoint(work_dir)
+    if newest is None:
+        advice = (f'{work_dir} holds no readable epoch_*.pth or iter_*.pth to '
+                  f'resume from: train without --resume, or delete {pointer}')
+    else:
+        advice = (f'the newest readable checkpoint in {work_dir} is {newest}: '
+                  f'resume from it with --resume {newest}, or write its path into '
+                  f'{pointer}')
+    raise FileNotFoundError(
+        f'cannot resume: the checkpoint pointer {pointer} {problem}; {advice}')
+
+
 __all__ = [
-    'ResumableEpochBasedTrainLoop', 'ResumableSampler', 'ResumeStateHook',
-    'SeededIndex', 'SeededSamplesMixin', 'seeded_randomness'
+    'POINTER_FILE', 'check_last_checkpoint', 'newest_readable_checkpoint',
+    'readable_checkpoint', 'ResumableEpochBasedTrainLoop', 'ResumableSampler',
+    'ResumeStateHook', 'SeededIndex', 'SeededSamplesMixin', 'seeded_randomness'
 ]

@@ -3,7 +3,7 @@ import argparse
 import contextlib
 import os
 import os.path as osp
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -51,6 +51,47 @@ def explain_registry_errors():
         raise KeyError(message) from None
 
 
+def int_at_least(minimum: int, maximum: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse ``type`` for a count option: an integer >= ``minimum``.
+
+    Every count option of tools/ and benchmarks/ (images, seeds, jobs, epochs,
+    iterations, repeats, batch sizes, samples...) uses it, so that a value below
+    the minimum stops the script with argparse's usage error (``argument
+    --num-train: must be at least 1, got -5``) instead of running with an empty
+    dataset or a silent default.
+
+    Args:
+        minimum (int): The smallest value allowed.
+        maximum (int, optional): The largest value allowed (None: no bound).
+
+    Returns:
+        Callable[[str], int]: The converter, for ``add_argument(type=...)``.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'must be an integer, got {text!r}') from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = (f'from {minimum} to {maximum}'
+                     if maximum is not None else f'at least {minimum}')
+            raise argparse.ArgumentTypeError(f'must be {bound}, got {value}')
+        return value
+
+    # argparse names the type in some messages (e.g. of a bad default)
+    parse.__name__ = f'int_at_least({minimum})'
+    return parse
+
+
+#: the usual minimums: a count of things (>= 1) and a seed or an offset (>= 0)
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+#: a side of a synthetic image (make_synthetic_rgbt refuses smaller ones)
+synthetic_side = int_at_least(32)
+
+
 def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     """The options tools/train.py and tools/test.py share with mmdet's tools."""
     parser.add_argument('--work-dir', help='the dir to save logs, models, metrics')
@@ -64,7 +105,8 @@ def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument(
+        '--local_rank', '--local-rank', type=non_negative_int, default=0)
 
 
 def parse_runner_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:

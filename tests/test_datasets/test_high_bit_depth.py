@@ -30,6 +30,12 @@ def minmax(values):
     return (values - values.min()) / (values.max() - values.min()) * 255
 
 
+def robust(values):
+    """The default: 0.5/99.5 percentiles (inverted CDF) to 0/255, clipped."""
+    low, high = np.percentile(values, (0.5, 99.5), method='inverted_cdf')
+    return np.clip((values - low) / (high - low) * 255, 0, 255)
+
+
 def use_fixture_as_thermal(paths):
     """Put the 16-bit PNG's bytes in place of each thermal file (decoders read the
     content, not the name)."""
@@ -99,9 +105,10 @@ def test_every_dataset_class_loads_16_bit_thermal_at_full_depth(make, tmp_path):
     assert img.shape == (80, 96, 4)
     assert img.dtype == np.float32
     thermal = img[..., 3]
-    # cut to 8 bits it had 8 grey levels; min-max scaled it keeps its ~1000
+    # cut to 8 bits it had 8 grey levels; scaled (by default between its 0.5 and
+    # 99.5 percentiles) it keeps nearly all of its ~1000
     assert len(np.unique(thermal)) > 900
-    np.testing.assert_allclose(thermal, minmax(raw16()), atol=1e-3)
+    np.testing.assert_allclose(thermal, robust(raw16()), atol=1e-3)
     rgb = img[..., :3]
     assert 0 <= rgb.min() and rgb.max() <= 255 and len(np.unique(rgb)) > 50
 
@@ -120,6 +127,14 @@ def test_fixed_range_and_raw_scaling(tmp_path):
 
     raw = LoadRGBTImagePair(depth_scaling='raw')(dict(sample))['img']
     np.testing.assert_array_equal(raw[..., 3], raw16())
+
+    # min-max, the default before 'robust', stays available, also per modality
+    for spec in ('minmax', dict(thermal='minmax')):
+        full = LoadRGBTImagePair(depth_scaling=spec)(dict(sample))['img'][..., 3]
+        np.testing.assert_allclose(full, minmax(raw16()), atol=1e-3)
+    # a dict without the modality gives it the default
+    default = LoadRGBTImagePair(depth_scaling=dict(rgb='raw'))(dict(sample))['img']
+    np.testing.assert_allclose(default[..., 3], robust(raw16()), atol=1e-3)
 
     # an 8-bit pair is loaded exactly as before: uint8, unscaled
     cv2.imwrite(str(tmp_path / 't8.png'), np.full((80, 96), 7, np.uint8))
