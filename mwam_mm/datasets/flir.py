@@ -6,6 +6,7 @@ from typing import Dict, List
 
 from mmengine.registry import DATASETS
 
+from .file_lists import TEXT_ENCODING, CaseResolver
 from .rgbt_det import RGBTDetDataset, check_box, check_classes, warn_size_mismatches
 from .transforms.loading import image_size
 
@@ -93,7 +94,7 @@ class FLIRAlignedDataset(RGBTDetDataset):
             raise FileNotFoundError(f'FLIRAlignedDataset: annotation file {path} '
                                     'not found')
         try:
-            with open(path) as f:
+            with open(path, encoding=TEXT_ENCODING) as f:
                 coco = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f'{path}: malformed JSON ({e})') from None
@@ -109,12 +110,21 @@ class FLIRAlignedDataset(RGBTDetDataset):
             raise ValueError(
                 f'{path}: categories {unknown} are not among the dataset classes '
                 f'{classes}; map them or list them in ignore_classes')
-        images = {}
-        for img in coco['images']:
+        images, first_entry = {}, {}
+        for index, img in enumerate(coco['images']):
             if not isinstance(img, dict) or 'id' not in img or 'file_name' not in img:
                 raise ValueError(f'{path}: an image entry without id or file_name: '
                                  f'{img!r}')
+            # a repeated image would count twice in training and in the metric
+            for key in (('id', img['id']), ('file_name', img['file_name'])):
+                if key in first_entry:
+                    raise ValueError(
+                        f'{path}: images[{index}] has the {key[0]} {key[1]!r} of '
+                        f'images[{first_entry[key]}]; an image listed twice would '
+                        'count more than once in training and in the evaluation')
+                first_entry[key] = index
             images[img['id']] = img
+        resolve = CaseResolver()
         per_image: Dict[int, list] = {i: [] for i in images}
         checked: Dict[int, dict] = {}  # image id -> files and real size
         mismatches = []
@@ -131,7 +141,8 @@ class FLIRAlignedDataset(RGBTDetDataset):
             img = images[ann['image_id']]
             files = checked.get(img['id'])
             if files is None:
-                files = checked[img['id']] = self._image_files(img, path, mismatches)
+                files = checked[img['id']] = self._image_files(
+                    img, path, mismatches, resolve)
             where = (f'annotation {ann.get("id")} ({name}, image {img["id"]} '
                      f'{img["file_name"]})')
             box = ann.get('bbox')
@@ -160,7 +171,8 @@ class FLIRAlignedDataset(RGBTDetDataset):
                     ignore_flag=int(ann.get('iscrowd', 0))))
         data_list = []
         for img in coco['images']:
-            files = checked.get(img['id']) or self._image_files(img, path, mismatches)
+            files = checked.get(img['id']) or self._image_files(
+                img, path, mismatches, resolve)
             width, height = files['size']
             data_list.append(
                 dict(
@@ -173,17 +185,19 @@ class FLIRAlignedDataset(RGBTDetDataset):
         warn_size_mismatches(mismatches, type(self).__name__, path)
         return data_list
 
-    def _image_files(self, img: dict, path: str, mismatches: List[str]) -> dict:
+    def _image_files(self, img: dict, path: str, mismatches: List[str],
+                     resolve: CaseResolver) -> dict:
         """An image entry's files, checked to exist, and the real RGB size."""
         thermal_key = next((k for k in THERMAL_KEYS if k in img), None)
         if thermal_key is None:
             raise ValueError(
                 f'{path}: image {img.get("id")} ({img.get("file_name")}) has no '
                 f'thermal file name; expected one of {THERMAL_KEYS}')
-        files = dict(
-            img_path=osp.join(self.data_prefix.get('img', ''), img['file_name']),
-            thermal_path=osp.join(
-                self.data_prefix.get('thermal', ''), img[thermal_key]))
+        files = resolve.files(
+            dict(
+                img_path=osp.join(self.data_prefix.get('img', ''), img['file_name']),
+                thermal_path=osp.join(
+                    self.data_prefix.get('thermal', ''), img[thermal_key])))
         for value in files.values():
             if not osp.isfile(value):
                 raise FileNotFoundError(

@@ -12,9 +12,10 @@ import re
 import string
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmengine.fileio import list_from_file
 from mmengine.registry import DATASETS
 
+from .file_lists import (TEXT_ENCODING, CaseResolver, read_split_lines,
+                         refuse_duplicates, strip_suffix)
 from .rgbt_det import RGBTDetDataset, check_box, check_classes
 from .transforms.loading import image_size
 
@@ -128,7 +129,7 @@ def parse_kaist_annotation(path: str, occlusion: str = 'level') -> List[dict]:
         raise ValueError(f"occlusion must be 'level' or 'visible_box', got "
                          f'{occlusion!r}')
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding=TEXT_ENCODING) as f:
             lines = f.read().splitlines()
     except UnicodeDecodeError as e:
         raise ValueError(f'{path}: not a text annotation file ({e})') from None
@@ -303,31 +304,19 @@ class KAISTDataset(RGBTDetDataset):
                 'imageSets/test-all-20.txt, one frame per line (set06/V000/I00019)')
         if not osp.isfile(self.ann_file):
             raise FileNotFoundError(f'{name}: image list {self.ann_file} not found')
-        stems, first_line = [], {}
-        for number, raw in enumerate(list_from_file(self.ann_file), 1):
-            text = raw.strip()
-            if not text:
-                continue
-            for suffix in (self.img_suffix, '.jpg', '.png'):
-                if text.endswith(suffix):
-                    text = text[:-len(suffix)]
-                    break
-            parts = parse_frame_id(text)
+        entries = []
+        for number, text in read_split_lines(self.ann_file):
+            parts = parse_frame_id(
+                strip_suffix(text, (self.img_suffix, '.jpg', '.png')))
             if parts is None:
                 raise ValueError(
-                    f'{self.ann_file}: line {number}: {raw.strip()!r} is not a KAIST '
+                    f'{self.ann_file}: line {number}: {text!r} is not a KAIST '
                     'frame name like set06/V000/I00019')
-            stem = '/'.join(parts)
-            if stem in first_line:
-                raise ValueError(
-                    f'{self.ann_file}: line {number}: frame {stem} is listed twice '
-                    f'(first on line {first_line[stem]}); it would count twice in '
-                    'the evaluation')
-            first_line[stem] = number
-            stems.append(stem)
-        if not stems:
+            entries.append((number, '/'.join(parts)))
+        if not entries:
             raise ValueError(f'{name}: image list {self.ann_file} is empty')
-        return stems
+        refuse_duplicates(entries, self.ann_file, what='frame')
+        return [stem for _, stem in entries]
 
     def sample_files(self, stem: str) -> Dict[str, str]:
         set_id, video, frame = stem.split('/')
@@ -351,8 +340,9 @@ class KAISTDataset(RGBTDetDataset):
             raise ValueError(f'{name}: {sorted(both)} are both classes and '
                              'ignore_labels')
         data_list = []
+        resolve = CaseResolver()
         for stem in self.list_stems():
-            files = self.sample_files(stem)
+            files = resolve.files(self.sample_files(stem))
             self._check_image_files(stem, files, what='frame')
             ann_path = files.pop('ann_path')
             real_size = image_size(files['img_path'])

@@ -1,18 +1,19 @@
 """Base class of paired RGB-thermal detection datasets with VOC XML annotations."""
 import logging
 import math
-import os
 import os.path as osp
 import re
 import xml.etree.ElementTree as ET
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmdet.datasets import BaseDetDataset
-from mmengine.fileio import list_from_file
 from mmengine.logging import print_log
 
 from ..compat.resume import SeededSamplesMixin
 from ..presence import check_pipeline_carries_missing
+from .camera_check import CameraCheckMixin, check_camera_check_mode
+from .file_lists import (CaseResolver, list_folder_stems, read_split_lines,
+                         refuse_duplicates, strip_suffix)
 from .transforms.loading import image_size
 
 
@@ -204,7 +205,7 @@ def warn_size_mismatches(mismatches: List[str], owner: str, source: str) -> None
         level=logging.WARNING)
 
 
-class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
+class RGBTDetDataset(CameraCheckMixin, SeededSamplesMixin, BaseDetDataset):
     """Aligned RGB-thermal pairs with one VOC XML annotation per pair.
 
     Subclasses say where a sample's files are (:meth:`sample_files`) and how the
@@ -218,6 +219,11 @@ class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
     runs its sample's pipeline under the sample's own random stream
     (:class:`mwam_mm.compat.SeededSamplesMixin`), which makes a resumed epoch draw
     the augmentation of the interrupted one.
+
+    Split files are read as UTF-8 with or without a byte-order mark; a sample
+    listed twice is an error naming the file and the lines. File suffixes match
+    in any case (``010002.JPG`` for ``img_suffix='.jpg'``); data infos hold the
+    file names as they are on disk.
 
     Args:
         ann_file (str): A split file with one sample name per line, relative to
@@ -234,6 +240,12 @@ class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
             before it is an error. Defaults to 1. Boxes are checked against the
             real image size, read from the RGB image's header when the dataset
             is built; a ``<size>`` that disagrees is reported in one warning.
+        camera_check (str): What to do when a few pairs read at full init (up to
+            8, spread over the data list) show a camera of the wrong kind: RGB
+            grey in every sampled pair (swapped folders?) or a colour
+            (false-colour) thermal image; see :mod:`mwam_mm.datasets.camera_check`
+            for the tolerances. ``'warn'`` (default) logs a warning naming the
+            files, ``'error'`` raises, ``'off'`` reads nothing.
         **kwargs: Arguments of ``mmdet.datasets.BaseDetDataset``.
     """
 
@@ -244,7 +256,9 @@ class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
                  ignore_classes: Sequence[str] = (),
                  require_annotations: bool = True,
                  box_tolerance: float = 1.0,
+                 camera_check: str = 'warn',
                  **kwargs):
+        self.camera_check = check_camera_check_mode(camera_check, type(self).__name__)
         self.img_suffix = img_suffix
         self.thermal_suffix = thermal_suffix
         self.ignore_classes = tuple(ignore_classes)
@@ -280,18 +294,22 @@ class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{type(self).__name__}: split file {path} not '
                                     'found')
-        stems = [line.strip() for line in list_from_file(path) if line.strip()]
-        if not stems:
+        suffixes = (self.img_suffix, self.thermal_suffix)
+        entries = [(number, strip_suffix(text, suffixes))
+                   for number, text in read_split_lines(path)]
+        if not entries:
             raise ValueError(f'{type(self).__name__}: split file {path} is empty')
-        return [osp.splitext(s)[0] if s.endswith(self.img_suffix) else s for s in stems]
+        # names that differ but give one sample's files (FLIR: with or without
+        # the thermal tag) are one sample
+        refuse_duplicates(entries, path, key=lambda s: self.sample_files(s)['img_path'])
+        return [stem for _, stem in entries]
 
     def _list_folder(self, folder: str, suffix: str) -> List[str]:
         if not osp.isdir(folder):
             raise FileNotFoundError(
                 f'{type(self).__name__}: folder {folder!r} not found (data_root '
                 f'{self.data_root!r}, data_prefix {self.data_prefix})')
-        stems = sorted(f[:-len(suffix)] for f in os.listdir(folder)
-                       if f.endswith(suffix))
+        stems = list_folder_stems(folder, suffix, type(self).__name__)
         if not stems:
             raise ValueError(f'{type(self).__name__}: no *{suffix} files in '
                              f'{folder}')
@@ -311,8 +329,9 @@ class RGBTDetDataset(SeededSamplesMixin, BaseDetDataset):
         classes = check_classes(self.metainfo.get('classes', ()), type(self).__name__)
         self.cat2label = {c: i for i, c in enumerate(classes)}
         data_list, mismatches = [], []
+        resolve = CaseResolver()
         for stem in self.list_stems():
-            files = self.sample_files(stem)
+            files = resolve.files(self.sample_files(stem))
             self._check_image_files(stem, files)
             ann_path = files.pop('ann_path')
             # the real size, from the header: an XML's <size> may be wrong

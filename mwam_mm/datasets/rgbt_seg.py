@@ -1,18 +1,19 @@
 """RGB-thermal semantic segmentation datasets: MFNet, PST900, FMB."""
-import os
 import os.path as osp
 from typing import Dict, List
 
-from mmengine.fileio import list_from_file
 from mmengine.registry import DATASETS
 from mmseg.datasets import BaseSegDataset
 
 from ..compat.resume import SeededSamplesMixin
 from ..presence import check_pipeline_carries_missing
+from .camera_check import CameraCheckMixin, check_camera_check_mode
+from .file_lists import (CaseResolver, list_folder_stems, read_split_lines,
+                         refuse_duplicates)
 from .rgbt_det import check_classes
 
 
-class RGBTSegDataset(SeededSamplesMixin, BaseSegDataset):
+class RGBTSegDataset(CameraCheckMixin, SeededSamplesMixin, BaseSegDataset):
     """Aligned RGB-thermal images with one label map each.
 
     Subclasses say where a sample's files are (:meth:`sample_files`). A data info
@@ -28,16 +29,34 @@ class RGBTSegDataset(SeededSamplesMixin, BaseSegDataset):
     (:class:`mwam_mm.compat.SeededSamplesMixin`), which makes a resumed epoch draw
     the augmentation of the interrupted one.
 
+    Split files are read as UTF-8 with or without a byte-order mark; a sample
+    listed twice is an error naming the file and the lines. File suffixes match
+    in any case (``00001D.PNG`` for ``.png``); data infos hold the file names as
+    they are on disk.
+
     Args:
         ann_file (str): Split file, one sample name per line (relative to
             ``data_root``); empty: every label file of the split folder.
         data_prefix (dict): Folders of the dataset (see the subclass).
         img_suffix (str): Suffix of the image files.
+        camera_check (str): What to do when a few samples read at full init (up
+            to 8, spread over the data list) show a camera of the wrong kind: RGB
+            grey in every sampled pair (swapped folders?) or a colour
+            (false-colour) thermal image. Stacked files (MFNet's RGBA) are
+            checked for grey RGB in their first three channels; their one thermal
+            channel cannot be colour. See :mod:`mwam_mm.datasets.camera_check`
+            for the tolerances. ``'warn'`` (default) logs a warning naming the
+            files, ``'error'`` raises, ``'off'`` reads nothing.
         **kwargs: Arguments of ``mmseg.datasets.BaseSegDataset``
             (``ignore_index``, ``reduce_zero_label``, ...).
     """
 
-    def __init__(self, *args, img_suffix: str = '.png', **kwargs):
+    def __init__(self,
+                 *args,
+                 img_suffix: str = '.png',
+                 camera_check: str = 'warn',
+                 **kwargs):
+        self.camera_check = check_camera_check_mode(camera_check, type(self).__name__)
         super().__init__(*args, img_suffix=img_suffix, seg_map_suffix='.png', **kwargs)
         check_pipeline_carries_missing(self.pipeline, type(self).__name__)
 
@@ -53,16 +72,18 @@ class RGBTSegDataset(SeededSamplesMixin, BaseSegDataset):
             if not osp.isfile(self.ann_file):
                 raise FileNotFoundError(f'{name}: split file {self.ann_file} not '
                                         'found')
-            stems = [s.strip() for s in list_from_file(self.ann_file) if s.strip()]
-            if not stems:
+            entries = [(number, osp.splitext(text)[0])
+                       for number, text in read_split_lines(self.ann_file)]
+            if not entries:
                 raise ValueError(f'{name}: split file {self.ann_file} is empty')
-            return [osp.splitext(s)[0] for s in stems]
+            refuse_duplicates(entries, self.ann_file)
+            return [stem for _, stem in entries]
         folder = self.label_folder()
         if not osp.isdir(folder):
             raise FileNotFoundError(
                 f'{name}: label folder {folder!r} not found (data_root '
                 f'{self.data_root!r}, data_prefix {self.data_prefix})')
-        stems = sorted(f[:-4] for f in os.listdir(folder) if f.endswith('.png'))
+        stems = list_folder_stems(folder, '.png', name)
         if not stems:
             raise ValueError(f'{name}: no .png label files in {folder}')
         return stems
@@ -75,8 +96,9 @@ class RGBTSegDataset(SeededSamplesMixin, BaseSegDataset):
                 'data_root in the dataset config to where the dataset lies')
         classes = check_classes(self.metainfo.get('classes', ()), name)
         data_list = []
+        resolve = CaseResolver()
         for stem in self.list_stems():
-            files = self.sample_files(stem)
+            files = resolve.files(self.sample_files(stem))
             for key, path in files.items():
                 if not osp.isfile(path):
                     raise FileNotFoundError(
