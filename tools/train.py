@@ -17,9 +17,9 @@ import argparse
 
 import mwam_mm  # noqa: F401  (registers the components)
 from mwam_mm.compat.resume import check_last_checkpoint
-from mwam_mm.engine import (add_runner_arguments, build_runner, explain_registry_errors,
-                            load_config, parse_runner_arguments)
-from mwam_mm.engine.cpu_amp import configure_amp  # registers CPUAmpOptimWrapper
+from mwam_mm.engine import (add_runner_arguments, build_runner, configure_amp,
+                            explain_registry_errors, load_config,
+                            parse_runner_arguments)
 from mwam_mm.engine.runner_utils import add_checkpoint_arguments, add_checkpoint_check
 
 

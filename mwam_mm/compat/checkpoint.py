@@ -72,6 +72,11 @@ def checkpoint_globals() -> List:
     return list(_CHECKPOINT_GLOBALS)
 
 
+#: first bytes of what ``torch.save`` writes: a zip archive (torch >= 1.6) or a
+#: pickle (the legacy format)
+TORCH_FILE_MAGIC = (b'PK\x03\x04', b'\x80')
+
+
 def load_local_checkpoint(filename: str, map_location=None):
     """mmengine's local loader with ``weights_only=True`` and mmengine's types.
 
@@ -90,8 +95,7 @@ def load_local_checkpoint(filename: str, map_location=None):
             'Use another checkpoint, e.g. the one saved before it.')
     with open(filename, 'rb') as f:
         head = f.read(4)
-    # torch.save writes a zip archive (torch >= 1.6) or a pickle (legacy format)
-    if not (head.startswith(b'PK\x03\x04') or head.startswith(b'\x80')):
+    if not head.startswith(TORCH_FILE_MAGIC):
         raise RuntimeError(
             f'cannot load checkpoint {filename} ({size} bytes): the file is '
             f'truncated or is not a PyTorch checkpoint (it starts with {head!r}, '

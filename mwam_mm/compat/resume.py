@@ -50,6 +50,8 @@ from mmengine.registry import DATA_SAMPLERS, HOOKS, LOOPS
 from mmengine.runner import EpochBasedTrainLoop
 from torch.utils.data import DataLoader
 
+from .checkpoint import TORCH_FILE_MAGIC
+
 RESUME_KEY = 'resume_state'
 _DATA, _STEP = 0, 1  # stream tags: an iteration's data loading, its model step
 _END = object()
@@ -384,10 +386,10 @@ def readable_checkpoint(path: str) -> bool:
             head = f.read(4)
     except OSError:
         return False
-    if head.startswith(b'PK\x03\x04'):
+    if head.startswith(TORCH_FILE_MAGIC[0]):
         # a cut-off archive has no central directory at its end
         return zipfile.is_zipfile(path)
-    return head.startswith(b'\x80')
+    return head.startswith(TORCH_FILE_MAGIC)
 
 
 def newest_readable_checkpoint(work_dir: str) -> Optional[str]:

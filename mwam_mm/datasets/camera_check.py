@@ -44,13 +44,6 @@ COLOUR_SPREAD = 24
 COLOUR_FRACTION = 0.2
 
 
-def check_camera_check_mode(mode: str, owner: str) -> str:
-    if mode not in CAMERA_CHECK_MODES:
-        raise ValueError(f"{owner}: camera_check must be 'warn', 'error' or 'off', "
-                         f'got {mode!r}')
-    return mode
-
-
 def sample_indices(length: int, num: int = MAX_SAMPLES) -> List[int]:
     """Up to ``num`` indices spread evenly over ``range(length)`` (deterministic)."""
     if length <= 0:
@@ -153,12 +146,23 @@ def _shown(paths: Sequence[str], num: int = 4) -> str:
 class CameraCheckMixin:
     """Runs :func:`camera_problems` on a sample of the data list at full init.
 
-    The class sets ``self.camera_check`` (one of :data:`CAMERA_CHECK_MODES`)
-    before ``BaseDataset.__init__``. The pairs are read from the final data list
-    (after filtering and ``indices``); ``'off'`` reads nothing.
+    The pairs are read from the final data list (after filtering and
+    ``indices``). Put it before the dataset base class: it takes its option
+    before ``BaseDataset.__init__``, which may fully initialize the dataset.
+
+    Args:
+        camera_check (str): One of :data:`CAMERA_CHECK_MODES`: ``'warn'``
+            (default) logs a warning naming the files, ``'error'`` raises,
+            ``'off'`` reads nothing.
+        *args, **kwargs: Arguments of the dataset base class.
     """
 
-    camera_check = 'warn'
+    def __init__(self, *args, camera_check: str = 'warn', **kwargs):
+        if camera_check not in CAMERA_CHECK_MODES:
+            raise ValueError(f"{type(self).__name__}: camera_check must be 'warn', "
+                             f"'error' or 'off', got {camera_check!r}")
+        self.camera_check = camera_check
+        super().__init__(*args, **kwargs)
 
     def full_init(self) -> None:
         if self._fully_initialized:

@@ -11,7 +11,7 @@ from mmengine.logging import print_log
 
 from ..compat.resume import SeededSamplesMixin
 from ..presence import check_pipeline_carries_missing
-from .camera_check import CameraCheckMixin, check_camera_check_mode
+from .camera_check import CameraCheckMixin
 from .file_lists import (CaseResolver, list_folder_stems, read_split_lines,
                          refuse_duplicates, strip_suffix)
 from .transforms.loading import image_size
@@ -256,9 +256,7 @@ class RGBTDetDataset(CameraCheckMixin, SeededSamplesMixin, BaseDetDataset):
                  ignore_classes: Sequence[str] = (),
                  require_annotations: bool = True,
                  box_tolerance: float = 1.0,
-                 camera_check: str = 'warn',
                  **kwargs):
-        self.camera_check = check_camera_check_mode(camera_check, type(self).__name__)
         self.img_suffix = img_suffix
         self.thermal_suffix = thermal_suffix
         self.ignore_classes = tuple(ignore_classes)

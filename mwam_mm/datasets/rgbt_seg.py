@@ -7,7 +7,7 @@ from mmseg.datasets import BaseSegDataset
 
 from ..compat.resume import SeededSamplesMixin
 from ..presence import check_pipeline_carries_missing
-from .camera_check import CameraCheckMixin, check_camera_check_mode
+from .camera_check import CameraCheckMixin
 from .file_lists import (CaseResolver, list_folder_stems, read_split_lines,
                          refuse_duplicates)
 from .rgbt_det import check_classes
@@ -51,12 +51,7 @@ class RGBTSegDataset(CameraCheckMixin, SeededSamplesMixin, BaseSegDataset):
             (``ignore_index``, ``reduce_zero_label``, ...).
     """
 
-    def __init__(self,
-                 *args,
-                 img_suffix: str = '.png',
-                 camera_check: str = 'warn',
-                 **kwargs):
-        self.camera_check = check_camera_check_mode(camera_check, type(self).__name__)
+    def __init__(self, *args, img_suffix: str = '.png', **kwargs):
         super().__init__(*args, img_suffix=img_suffix, seg_map_suffix='.png', **kwargs)
         check_pipeline_carries_missing(self.pipeline, type(self).__name__)
 

@@ -27,6 +27,8 @@ import numpy as np
 
 CLASSES = ('person', 'vehicle')
 SPLITS = ('train', 'test')
+#: the smallest image side the generator draws scenes at
+MIN_SIDE = 32
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -323,9 +325,10 @@ def make_synthetic_rgbt(out_dir: str,
     Returns:
         dict: Number of images and boxes per split.
     """
-    if width < 32 or height < 32:
-        raise ValueError(f'synthetic images must be at least 32x32, got '
-                         f'{width}x{height}')
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise ValueError(
+            f'synthetic images must be at least {MIN_SIDE}x{MIN_SIDE}, got '
+            f'{width}x{height}')
     if not 0.0 <= night_fraction <= 1.0:
         raise ValueError(f'night_fraction must be in [0, 1], got {night_fraction}')
     if not classes or set(classes) - set(CLASSES):

@@ -14,6 +14,7 @@ and their gradients stay float32.
 :class:`CPUAmpOptimWrapper` (bfloat16) on a CPU whose torch runs bfloat16 autocast,
 and a clear error, before anything is built, otherwise.
 """
+import functools
 import logging
 from contextlib import contextmanager
 from typing import Union
@@ -32,8 +33,10 @@ from mmengine.runner.amp import autocast
 _SCALER_KEYS = ('loss_scale', 'use_fsdp')
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_bf16_autocast_supported() -> bool:
-    """Whether this torch runs a convolution under CPU bfloat16 autocast."""
+    """Whether this torch runs a convolution under CPU bfloat16 autocast (probed
+    once per process: ``configure_amp`` and the wrapper both ask)."""
     try:
         with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
             out = nn.functional.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 1, 1))

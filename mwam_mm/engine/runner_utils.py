@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..datasets.synthetic import MIN_SIDE as SYNTHETIC_MIN_SIDE
 from ..registry_utils import explain_unknown_type
 
 
@@ -89,7 +90,7 @@ def int_at_least(minimum: int, maximum: Optional[int] = None) -> Callable[[str],
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 #: a side of a synthetic image (make_synthetic_rgbt refuses smaller ones)
-synthetic_side = int_at_least(32)
+synthetic_side = int_at_least(SYNTHETIC_MIN_SIDE)
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser) -> None:

@@ -44,14 +44,19 @@ def test_repeated_three_times_names_every_line(tmp_path):
             pipeline=[])
 
 
-def test_m3fd_split_file_with_a_repeated_sample_is_refused(tmp_path):
-    root = write_m3fd(str(tmp_path))
-    write_text(osp.join(root, 'trainval.txt'), '00000\n00001\n00002\n00001\n')
-    with pytest.raises(
-            ValueError,
-            match=r'trainval\.txt: line 4: sample 00001 is listed twice '
-            r'\(first on line 2\)'):
-        M3FDDataset(data_root=root, ann_file='trainval.txt', pipeline=[])
+@pytest.mark.parametrize(
+    'write, dataset, split, lines, expected',
+    [(write_m3fd, M3FDDataset, 'trainval.txt', '00000\n00001\n00002\n00001\n',
+      r'trainval\.txt: line 4: sample 00001 is listed twice \(first on line 2\)'),
+     (write_mfnet, MFNetDataset, 'test.txt', '00002D\n00003N\n00002D.png\n',
+      r'test\.txt: line 3: sample 00002D is listed twice \(first on line 1\)')],
+    ids=['m3fd', 'mfnet'])
+def test_split_file_with_a_repeated_sample_is_refused(tmp_path, write, dataset, split,
+                                                      lines, expected):
+    root = write(str(tmp_path))
+    write_text(osp.join(root, split), lines)
+    with pytest.raises(ValueError, match=expected):
+        dataset(data_root=root, ann_file=split, pipeline=[])
 
 
 def test_flir_list_naming_one_pair_twice_is_refused(tmp_path):
@@ -79,16 +84,6 @@ def test_flir_coco_json_listing_an_image_twice_is_refused(tmp_path):
             r'of images\[1\]'):
         FLIRAlignedDataset(
             data_root=root, ann_file='Annotation_train.json', pipeline=[])
-
-
-def test_mfnet_split_file_with_a_repeated_sample_is_refused(tmp_path):
-    root = write_mfnet(str(tmp_path))
-    write_text(osp.join(root, 'test.txt'), '00002D\n00003N\n00002D.png\n')
-    with pytest.raises(
-            ValueError,
-            match=r'test\.txt: line 3: sample 00002D is listed twice '
-            r'\(first on line 1\)'):
-        MFNetDataset(data_root=root, ann_file='test.txt', pipeline=[])
 
 
 def test_kaist_keeps_its_message_from_the_shared_helper(tmp_path):

@@ -12,7 +12,7 @@ from mmengine.logging import MMLogger
 
 import mwam_mm  # noqa: F401
 from mwam_mm.datasets import LoadRGBTImagePair
-from mwam_mm.datasets.transforms import loading
+from mwam_mm.datasets.transforms import depth_scaling
 from tests.conftest import DATA
 
 THERMAL16 = osp.join(DATA, 'thermal16', 'thermal16_96x80.png')  # 7163..8905
@@ -21,12 +21,10 @@ HOT = ((0, 0), (40, 50), (79, 95))  # three pixels stuck at 65535, as in issue #
 
 @pytest.fixture(autouse=True)
 def fresh_warnings():
-    """Each test sees its own warnings (the loader reports a file once per process).
-    Tolerant of a loader without the function, so that old code fails on the
-    assertions, not here."""
-    getattr(loading, 'reset_depth_warnings', lambda: None)()
+    """Each test sees its own warnings (the loader reports a file once per process)."""
+    depth_scaling.reset_depth_warnings()
     yield
-    getattr(loading, 'reset_depth_warnings', lambda: None)()
+    depth_scaling.reset_depth_warnings()
 
 
 @contextmanager
@@ -205,16 +203,17 @@ def test_robust_scaling_is_exact_and_cheap():
     rng = np.random.default_rng(1)
     img = (7000 + rng.normal(0, 300, (512, 640, 1))).astype(np.uint16)
     img[0, 0] = 65535
-    fast = loading.scale_depth(img, 'robust')
+    fast = depth_scaling.scale_depth(img, 'robust')
     np.testing.assert_allclose(fast, robust(img), atol=1e-3)
     np.testing.assert_allclose(
-        loading.scale_depth(img.astype(np.float32), 'robust'), fast, atol=1e-3)
+        depth_scaling.scale_depth(img.astype(np.float32), 'robust'), fast, atol=1e-3)
     # nearly constant (percentiles coincide): min-max rather than all zeros
     flat = np.full((80, 96, 1), 100, np.uint16)
     flat[:5] = 200
     np.testing.assert_array_equal(
-        np.unique(loading.scale_depth(flat, 'robust')), [0, 255])
+        np.unique(depth_scaling.scale_depth(flat, 'robust')), [0, 255])
     seconds = min(
         timeit.repeat(
-            lambda: loading.scale_depth(img, 'robust', 'x'), number=5, repeat=3)) / 5
+            lambda: depth_scaling.scale_depth(img, 'robust', 'x'), number=5,
+            repeat=3)) / 5
     assert seconds < 0.02  # ~1 ms on a laptop core; generous for slow CI

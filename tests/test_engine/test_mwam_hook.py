@@ -432,11 +432,16 @@ def warnings_of(log):
     return [c.args[0] for c in log.call_args_list if 'blank' in c.args[0]]
 
 
-def test_a_camera_blank_from_the_start_is_reported_once_and_slows_nothing(twin_models):
-    model, _ = twin_models
-    hook = MWAMHook(dead_camera_iters=3)
+def started_hook(model, **kwargs):
+    hook = MWAMHook(**kwargs)
     runner = make_runner(model)
     start(hook, runner)
+    return hook, runner
+
+
+def test_a_camera_blank_from_the_start_is_reported_once_and_slows_nothing(twin_models):
+    model, _ = twin_models
+    hook, runner = started_hook(model, dead_camera_iters=3)
     with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
         for seed in range(2):
             train_step(hook, runner, dead_thermal_batch(seed))
@@ -454,9 +459,7 @@ def test_a_camera_blank_from_the_start_is_reported_once_and_slows_nothing(twin_m
 
 def test_a_camera_blank_now_and_then_is_not_reported(twin_models):
     model, _ = twin_models
-    hook = MWAMHook(dead_camera_iters=2)
-    runner = make_runner(model)
-    start(hook, runner)
+    hook, runner = started_hook(model, dead_camera_iters=2)
     with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
         for seed in range(6):  # blank every other iteration: never 2 in a row
             batch = dead_thermal_batch(seed) if seed % 2 else toy_batch(seed=seed)
@@ -468,9 +471,7 @@ def test_a_camera_blank_now_and_then_is_not_reported(twin_models):
 def test_a_modality_marked_missing_everywhere_is_not_a_dead_camera(twin_models):
     # feature-level dropout marks samples missing; their pixels are not blank
     model, _ = twin_models
-    hook = MWAMHook(dead_camera_iters=1)
-    runner = make_runner(model)
-    start(hook, runner)
+    hook, runner = started_hook(model, dead_camera_iters=1)
     with mock.patch('mwam_mm.engine.mwam_hook.print_log') as log:
         for _ in range(3):
             frm_of(hook, runner, toy_batch(batch=2), missing=[['thermal']] * 2)
@@ -489,9 +490,7 @@ def test_dead_camera_iters_is_checked(bad):
 
 def test_an_frm_input_smaller_than_a_patch_names_the_hook_and_option(twin_models):
     model, _ = twin_models
-    hook = MWAMHook(frm=dict(patch_size=8))
-    runner = make_runner(model)
-    start(hook, runner)
+    hook, runner = started_hook(model, frm=dict(patch_size=8))
     with pytest.raises(ValueError) as error:
         train_step(hook, runner, toy_batch()[:, :, :9, :9])  # 9 - offset 3 < 8
     message = str(error.value)
