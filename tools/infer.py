@@ -2,7 +2,13 @@
 
     python tools/infer.py CONFIG CHECKPOINT --rgb PATH --thermal PATH --out-dir DIR
         [--missing rgb|thermal] [--fill zero|mean] [--save-pred] [--score-thr 0.3]
-        [--blend ALPHA] [--device cpu] [--cfg-options k=v ...]
+        [--blend ALPHA] [--device cpu] [--backend pytorch|onnxruntime]
+        [--cfg-options k=v ...]
+
+With --backend onnxruntime, CHECKPOINT is a model exported by
+tools/deploy/export_onnx.py (model.onnx, with its model.json next to it): the
+same pipeline, the same --missing (the camera blanked and, through the graph's
+presence input, marked missing) and the same drawings, run by ONNX Runtime.
 
 --rgb/--thermal are a pair of image files, two folders (images matched by file name
 without extension; every name must have its partner), or two videos (read frame by
@@ -36,7 +42,9 @@ MODALITIES = ('rgb', 'thermal')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
-    parser.add_argument('checkpoint')
+    parser.add_argument(
+        'checkpoint',
+        help='the weights (.pth), or with --backend onnxruntime the exported .onnx')
     parser.add_argument('--rgb', help='RGB image, folder or video')
     parser.add_argument('--thermal', help='thermal image, folder or video')
     parser.add_argument('--out-dir', required=True, help='where the outputs go')
@@ -66,6 +74,11 @@ def parse_args(argv=None):
         help='blend the modalities (ALPHA * RGB + (1 - ALPHA) * thermal) '
         'instead of side by side')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--backend',
+        choices=['pytorch', 'onnxruntime'],
+        default='pytorch',
+        help='run the PyTorch model (default) or an exported ONNX model')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -205,7 +218,12 @@ def infer(args) -> list:
         pairs = match_folders(given)
     else:
         check_videos(given)
-    model = init_rgbt_model(args.config, args.checkpoint, args.device, args.cfg_options)
+    model = init_rgbt_model(
+        args.config,
+        args.checkpoint,
+        args.device,
+        args.cfg_options,
+        backend=args.backend)
     visualizer = build_rgbt_visualizer(model, blend_alpha=args.blend)
     detection = task_scope(model.cfg) == 'mmdet'
     options = dict(pred_score_thr=args.score_thr) if detection else {}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv/ at the checkout's root and installs the verified CPU stack:
 # torch (CPU), mmengine, mmcv built from source with its compiled ops, mmdet, mmseg,
-# the test tools and mwam_mm itself (editable). Exact versions: requirements/constraints.txt.
+# the test tools, the deploy extra (onnx, onnxruntime, onnxscript) and mwam_mm
+# itself (editable). Exact versions: requirements/constraints.txt.
 #
 # Idempotent: a second run checks a stamp (hash of the requirement files and setup.py)
 # and an import, and returns in seconds. The mmcv build (~23 min on 2 cores) lands in
@@ -44,9 +45,9 @@ if ! "$venv/bin/python" -c 'import mmcv.ops' >/dev/null 2>&1; then
     "${pip[@]}" --no-build-isolation mmcv
 fi
 
-echo "[setup_env] OpenMMLab, test tools, mwam_mm"
-"${pip[@]}" -r "$req/runtime.txt" -r "$req/tests.txt"
+echo "[setup_env] OpenMMLab, test tools, the deploy extra (ONNX), mwam_mm"
+"${pip[@]}" -r "$req/runtime.txt" -r "$req/tests.txt" -r "$req/deploy.txt"
 "${pip[@]}" --no-build-isolation --no-deps -e .
 
-"$venv/bin/python" -c 'import mwam_mm, mmcv.ops; print("[setup_env] ready:", mwam_mm.__version__)'
+"$venv/bin/python" -c 'import mwam_mm, mmcv.ops, onnxruntime; print("[setup_env] ready:", mwam_mm.__version__)'
 echo "$want" >"$stamp"

@@ -47,6 +47,7 @@ TASKS = {'mmdet': 'detection', 'mmseg': 'segmentation'}
 LOADER = 'LoadRGBTImagePair'
 ARRAY_LOADER = 'LoadRGBTImagePairFromNDArray'
 STREAMS_PREFIX = 'backbone.streams.'
+BACKENDS = ('pytorch', 'onnxruntime')
 
 
 def task_scope(cfg: Config) -> str:
@@ -60,8 +61,10 @@ def task_scope(cfg: Config) -> str:
 
 
 def model_layout(model) -> Optional[ModalityLayout]:
-    """The modality layout of a model with a dual-stream backbone, else None."""
-    layout = getattr(getattr(model, 'backbone', None), 'layout', None)
+    """The modality layout of a model with a dual-stream backbone (or of an
+    exported one, :class:`mwam_mm.deploy.ONNXRuntimeRGBTModel`), else None."""
+    layout = getattr(model, 'layout', None) or getattr(
+        getattr(model, 'backbone', None), 'layout', None)
     return layout if isinstance(layout, ModalityLayout) else None
 
 
@@ -137,8 +140,14 @@ def _config_metainfo(cfg: Config, scope: str) -> dict:
 def init_rgbt_model(config: Union[str, Path, Config],
                     checkpoint: Optional[str] = None,
                     device: str = 'cpu',
-                    cfg_options: Optional[dict] = None) -> torch.nn.Module:
+                    cfg_options: Optional[dict] = None,
+                    backend: str = 'pytorch'):
     """Build a config's model and load a checkpoint, for inference.
+
+    With ``backend='onnxruntime'``, ``checkpoint`` is an exported ``.onnx`` file
+    (``tools/deploy/export_onnx.py``) and the result a
+    :class:`mwam_mm.deploy.ONNXRuntimeRGBTModel`, which the rest of this module
+    (and ``tools/infer.py``) uses as it uses the PyTorch model.
 
     A checkpoint whose modality layout differs from the config's
     (:func:`check_checkpoint_layout`) or whose tensors do not fit the model
@@ -152,7 +161,19 @@ def init_rgbt_model(config: Union[str, Path, Config],
         checkpoint (str, optional): The weights; None keeps the initialisation.
         device (str): Where the model goes. Defaults to 'cpu'.
         cfg_options (dict, optional): Config overrides.
+        backend (str): ``'pytorch'`` (default) or ``'onnxruntime'``.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f'backend {backend!r}: choose one of {BACKENDS}')
+    if backend == 'onnxruntime':
+        if checkpoint is None or not str(checkpoint).endswith('.onnx'):
+            raise ValueError('the onnxruntime backend runs an exported model: give '
+                             f'its .onnx file as the checkpoint, got {checkpoint!r}')
+        from ..deploy import ONNXRuntimeRGBTModel
+        if config is not None and isinstance(config, (str, Path)) and \
+                not osp.isfile(config):
+            raise FileNotFoundError(f'config file {config} not found')
+        return ONNXRuntimeRGBTModel(checkpoint, config, cfg_options).to(device)
     if isinstance(config, (str, Path)):
         if not osp.isfile(config):
             raise FileNotFoundError(f'config file {config} not found')

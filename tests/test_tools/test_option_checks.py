@@ -81,6 +81,14 @@ SCRIPTS = {
     'benchmarks/frm_grid_offset.py': ([], {
         '--num-synthetic': 1
     }),
+    'tools/deploy/export_onnx.py': (['cfg.py', 'ckpt.pth', '--out', 'm.onnx'], {
+        '--opset': 16
+    }),
+    'benchmarks/deploy_speed.py': ([], {
+        '--repeats': 1,
+        '--warmup': 0,
+        '--threads': 1
+    }),
 }
 
 CASES = [(script, option, bound) for script, (_, options) in SCRIPTS.items()
