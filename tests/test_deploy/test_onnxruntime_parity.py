@@ -192,3 +192,35 @@ def test_faster_rcnn_parity(tmp_path):
         ORT = ONNXRuntimeRGBTModel
         ORT._add_detections({k: v[i:i + 1] for k, v in outs.items()}, [got])
         assert_same_detections(want, got)
+
+
+def test_segformer_parity(tmp_path):
+    from tests.helpers import segmentors
+    cfg = Config.fromfile(
+        f'{ROOT}/configs/segmentation/segformer_dual-mit-b0_1xb2-160k_mfnet.py')
+    cfg.model = dict(
+        segmentors.model_cfg(segmentors.SEGFORMER),
+        data_preprocessor=cfg.model.data_preprocessor)
+    torch.manual_seed(0)
+    model = init_rgbt_model(cfg)
+    out = str(tmp_path / 'segformer.onnx')
+    meta = export_onnx(model, out, shape=(64, 64), with_logits=True)
+    assert meta['verify']['seg_map'] == 0
+    ort_model = ONNXRuntimeRGBTModel(out)
+    g = torch.Generator().manual_seed(3)
+    for presence in ([[True, True]], [[True, False]], [[False, True]]):
+        image = torch.randn(1, 4, 64, 64, generator=g)
+        outs = ort_model.run(dict(image=image.numpy(), presence=np.array(presence)))
+        metas = [
+            dict(
+                img_shape=(64, 64),
+                pad_shape=(64, 64),
+                missing_modalities=[
+                    n for n, here in zip(['rgb', 'thermal'], presence[0]) if not here
+                ])
+        ]
+        with torch.no_grad():
+            logits = model.encode_decode(image, metas)
+        agree = (torch.from_numpy(outs['seg_map']) == logits.argmax(dim=1)).float()
+        assert float(agree.mean()) >= 0.999
+        assert np.abs(outs['seg_logits'] - logits.numpy()).max() < 1e-4
