@@ -44,7 +44,7 @@ if ROOT not in sys.path:
 import mwam_mm  # noqa: F401,E402
 from benchmarks import leaderboard as lb  # noqa: E402
 from mwam_mm.engine import runner_utils  # noqa: E402
-from mwam_mm.evaluation import SCENARIOS, degradations  # noqa: E402
+from mwam_mm.evaluation import ALL_SCENARIOS, SCENARIOS, degradations  # noqa: E402
 
 GENERATOR_OPTIONS = ('data_seed', 'night_fraction', 'width', 'height', 'num_train',
                      'num_test')
@@ -88,7 +88,7 @@ def parse_args(argv=None):
     generator.add_argument('--num-train', type=runner_utils.positive_int)
     generator.add_argument('--num-test', type=runner_utils.positive_int)
     parser.add_argument(
-        '--scenarios', nargs='*', choices=SCENARIOS, default=list(SCENARIOS))
+        '--scenarios', nargs='*', choices=ALL_SCENARIOS, default=list(SCENARIOS))
     parser.add_argument('--fill', choices=['zero', 'mean'], default='zero')
     parser.add_argument('--metric', help='default: the evaluator\'s headline metric')
     parser.add_argument(

@@ -32,9 +32,9 @@ import mwam_mm  # noqa: F401
 from mwam_mm.engine import build_runner, explain_registry_errors, load_config
 from mwam_mm.engine.runner_utils import (add_checkpoint_arguments, add_checkpoint_check,
                                          int_at_least, non_negative_int)
-from mwam_mm.evaluation import (DEGRADATIONS, SCENARIOS, SEVERITIES, collapse_rate,
-                                degradation_plan, evaluate_robustness, summarize,
-                                write_report)
+from mwam_mm.evaluation import (ALL_SCENARIOS, DEGRADATIONS, SCENARIOS, SEVERITIES,
+                                collapse_rate, degradation_plan, evaluate_robustness,
+                                summarize, write_report)
 from mwam_mm.modality import non_empty_subsets
 
 
@@ -51,10 +51,12 @@ def parse_args(argv=None):
     parser.add_argument(
         '--scenarios',
         nargs='*',
-        choices=SCENARIOS,
+        choices=ALL_SCENARIOS,
         default=list(SCENARIOS),
         help='blank: the model is not told a camera is missing; '
-        'missing: it is told (default: both; none with --degradations alone)')
+        'missing: it is told (default: both; none with --degradations alone); '
+        "blank-detected: as blank, with the data preprocessor's dead-camera "
+        'check on (it marks a constant frame missing)')
     parser.add_argument(
         '--degradations',
         nargs='*',

@@ -172,11 +172,12 @@ class BTWHook(ModalityBalancingHook):
             iterations (for iteration-based training loops, such as mmseg's).
         smoothing (float): ``s`` in ``(0, 1]``. Defaults to 0.5.
         rescale (bool): After each refresh divide every weight by the mean
-            over all samples and modalities (ours, not BTW's): the ratios
-            between samples and between modalities stay, and the average
-            training-time weight becomes 1, the weight at test time. Without it
-            (default, as BTW) the features reaching the fusion are, on average,
-            scaled by the mean weight in training and not at test time.
+            over all samples and modalities (default): the ratios between
+            samples and between modalities stay, and the average training-time
+            weight becomes 1, the weight at test time, so the features reaching
+            the fusion (and the BatchNorm after it) keep their test-time scale.
+            False is BTW's release: there the features are scaled by the mean
+            weight (about 0.5) in training and not at test time.
         source (str): Unimodal predictions from ``'aux'`` heads, the ``'view'``
             or ``'auto'`` (default; see :mod:`mwam_mm.models.modality_outputs`).
         top_k (int): Scoring units per image (see above). Defaults to 100.
@@ -196,7 +197,7 @@ class BTWHook(ModalityBalancingHook):
                  interval: int = 5,
                  by_epoch: bool = True,
                  smoothing: float = 0.5,
-                 rescale: bool = False,
+                 rescale: bool = True,
                  source: str = 'auto',
                  top_k: int = 100,
                  mi_bins: int = 10,

@@ -4,7 +4,7 @@ from .degradations import (DEGRADATIONS, SEVERITIES, ModalityDegradation,
                            degradation_pipeline, degradation_plan, register_degradation,
                            summarize_degradations)
 from .kaist_metric import KAISTMissRate
-from .robustness import (SCENARIOS, blanking_pipeline, collapse_rate,
+from .robustness import (ALL_SCENARIOS, SCENARIOS, blanking_pipeline, collapse_rate,
                          evaluate_robustness, evaluate_scenarios, evaluate_subsets,
                          subset_name, summarize)
 from .robustness_report import bar_chart, markdown_table, write_report
@@ -17,9 +17,10 @@ __all__ = [
     'DEGRADATIONS', 'SEVERITIES', 'ModalityDegradation', 'ModalityGaussianBlur',
     'ModalityGaussianNoise', 'ModalityLowLight', 'ModalityOverExposure',
     'ModalityShift', 'degradation_pipeline', 'degradation_plan', 'register_degradation',
-    'summarize_degradations', 'KAISTMissRate', 'SCENARIOS', 'SplitMetric', 'bar_chart',
-    'blanking_pipeline', 'collapse_rate', 'evaluate_robustness', 'evaluate_scenarios',
-    'evaluate_subsets', 'find_day_night_splits', 'markdown_table', 'subset_name',
-    'summarize', 'write_report', 'compare', 'fraction_of_ceiling', 'paired_difference',
+    'summarize_degradations', 'KAISTMissRate', 'ALL_SCENARIOS', 'SCENARIOS',
+    'SplitMetric', 'bar_chart', 'blanking_pipeline', 'collapse_rate',
+    'evaluate_robustness', 'evaluate_scenarios', 'evaluate_subsets',
+    'find_day_night_splits', 'markdown_table', 'subset_name', 'summarize',
+    'write_report', 'compare', 'fraction_of_ceiling', 'paired_difference',
     'seed_statistics'
 ]

@@ -6,7 +6,12 @@ Two scenarios, reported side by side:
   and the model is not told;
 - ``missing``: the same frames, and the samples are marked
   ``missing_modalities``, so a missing-modality-aware model (the dual-stream
-  backbone's substitute and presence-aware fusion) knows.
+  backbone's substitute and presence-aware fusion) knows;
+- ``blank-detected`` (on request): the frames of ``blank``, with the data
+  preprocessor's dead-camera check on (its config's ``dead_camera``, else
+  the default tolerance): what a deployed model does when nobody tells it.
+  ``blank`` and ``missing`` run with the check off, so ``blank`` stays "not
+  told, not noticed".
 
 Scores per subset, their mean ("average") and the performance collapse rate:
 
@@ -39,7 +44,8 @@ from .splits import find_day_night_splits, wrap_evaluator
 
 Subset = Tuple[str, ...]
 Log = Callable[[str], None]
-SCENARIOS = ('blank', 'missing')
+SCENARIOS = ('blank', 'missing')  # the default ones
+ALL_SCENARIOS = SCENARIOS + ('blank-detected', )
 # the headline metric of each toolbox's evaluators, used when none is named
 PRIMARY_METRICS = ('mIoU', 'coco/bbox_mAP', 'pascal_voc/mAP')
 
@@ -50,11 +56,43 @@ def subset_name(subset: Sequence[str]) -> str:
 
 def check_scenarios(scenarios: Sequence[str]) -> List[str]:
     scenarios = [scenarios] if isinstance(scenarios, str) else list(scenarios)
-    bad = [s for s in scenarios if s not in SCENARIOS]
+    bad = [s for s in scenarios if s not in ALL_SCENARIOS]
     if not scenarios or bad:
         raise ValueError(f'unknown robustness scenario(s) {bad or scenarios}; '
-                         f'expected some of {SCENARIOS}')
+                         f'expected some of {ALL_SCENARIOS}')
     return scenarios
+
+
+def _preprocessor(runner):
+    model = runner.model
+    model = getattr(model, 'module', model)  # DDP
+    return getattr(model, 'data_preprocessor', None)
+
+
+@contextlib.contextmanager
+def dead_camera_check(runner, scenario: str):
+    """The data preprocessor's dead-camera check on for ``blank-detected``,
+    off for the other scenarios (restored afterwards)."""
+    preprocessor = _preprocessor(runner)
+    if preprocessor is None or not hasattr(preprocessor, 'dead_camera'):
+        if scenario == 'blank-detected':
+            raise ValueError(
+                "robustness: the scenario 'blank-detected' needs an RGB-T data "
+                'preprocessor (RGBTDetDataPreprocessor, RGBTSegDataPreprocessor), '
+                f'the model has {type(preprocessor).__name__}')
+        yield
+        return
+    configured = preprocessor.dead_camera
+    if scenario == 'blank-detected':
+        from ..models.data_preprocessors import DeadCameraCheck
+        preprocessor.dead_camera = configured or DeadCameraCheck(
+            preprocessor.layout, owner='robustness (blank-detected)')
+    else:
+        preprocessor.dead_camera = None
+    try:
+        yield
+    finally:
+        preprocessor.dead_camera = configured
 
 
 def _carry_missing_key(step: dict) -> dict:
@@ -94,7 +132,7 @@ def blanking_pipeline(pipeline: List[dict],
         blank=blank,
         fill=fill,
         modalities=pipeline[index].get('modalities'))
-    if scenario == 'missing':
+    if scenario == 'missing':  # blank-detected: as blank, the model looks
         step['mark_missing'] = True
         pipeline = [
             _carry_missing_key(t) if str(t.get('type', '')).startswith('Pack') else t
@@ -350,8 +388,11 @@ def _evaluate(test: _TestRunner, layout: ModalityLayout, fill: str,
                 score, by_split = shared
             else:
                 say(f'testing {name} ({scenario})')
-                score, by_split = test(lambda p, s=subset, c=scenario:
-                                       blanking_pipeline(p, layout, s, fill, c))
+                check = dead_camera_check(test.runner, scenario) if subset != full \
+                    else contextlib.nullcontext()
+                with check:
+                    score, by_split = test(lambda p, s=subset, c=scenario:
+                                           blanking_pipeline(p, layout, s, fill, c))
                 if subset == full:
                     shared = (score, by_split)
             scores[name] = score

@@ -5,10 +5,12 @@ only for 3-channel inputs. The stacked RGB-T image has ``3 + Ct`` channels, so t
 preprocessors take mean, std and BGR order from the modality layout, per channel, and
 reuse the stock batching, padding and normalisation code for everything else.
 """
+import logging
 from typing import Optional
 
 import torch
 from mmdet.models.data_preprocessors import DetDataPreprocessor
+from mmengine.logging import print_log
 from mmengine.registry import MODELS
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 
@@ -33,6 +35,7 @@ class RGBTPreprocessorMixin:
                  mean: Optional[dict] = None,
                  std: Optional[dict] = None,
                  modality_dropout: Optional[dict] = None,
+                 dead_camera: Optional[dict] = None,
                  **kwargs):
         for key in ('bgr_to_rgb', 'rgb_to_bgr'):
             if kwargs.pop(key, False):
@@ -47,8 +50,12 @@ class RGBTPreprocessorMixin:
                 **dict(modality_dropout),
                 modalities=self.layout,
                 owner=f'{type(self).__name__}.modality_dropout')
+        self.dead_camera = None if dead_camera is None else DeadCameraCheck(
+            self.layout, owner=f'{type(self).__name__}.dead_camera', **dead_camera)
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        if not training and self.dead_camera is not None:
+            self.dead_camera.mark(data['inputs'], data.get('data_samples'))
         data = super().forward(self._check_and_reorder(data), training)
         samples = data.get('data_samples')
         for i, sample in enumerate(samples or []):  # a clear error early
@@ -136,6 +143,89 @@ class RGBTPreprocessorMixin:
         return data
 
 
+class DeadCameraCheck:
+    """Marks a camera missing in a test sample whose frame from it is constant.
+
+    A deployed model is rarely told that a camera died; the camera sends black
+    (or grey) frames instead. A modality whose pixels in a sample, before
+    normalisation and padding, all lie within ``tolerance`` of each other (max -
+    min <= tolerance, over all its channels) is added to that sample's
+    ``missing_modalities``: the model then treats it as missing (the
+    ``missing`` scenario), not as a real black image. Never in training; never
+    for every modality of a sample (nothing is marked then). The first frame of
+    each modality that fires is logged with its file, then every ``log_every``-th.
+
+    Args:
+        layout (ModalityLayout): The modality layout (channel slices).
+        tolerance (float): The largest spread of a constant frame, in the input's
+            units (0-255 for 8-bit images; 16-bit thermal is scaled to 0-255 by
+            the loader). Defaults to 2.
+        log_every (int): Log every n-th detection after the first of a modality.
+        owner (str): Name for messages.
+    """
+
+    def __init__(self,
+                 layout: ModalityLayout,
+                 tolerance: float = 2.0,
+                 log_every: int = 100,
+                 owner: str = 'dead_camera'):
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
+                or not tolerance >= 0:
+            raise ValueError(f'{owner}: tolerance must be a number >= 0, got '
+                             f'{tolerance!r}')
+        if isinstance(log_every, bool) or not isinstance(log_every, int) or \
+                log_every < 1:
+            raise ValueError(f'{owner}: log_every must be an integer >= 1, got '
+                             f'{log_every!r}')
+        self.layout, self.tolerance, self.log_every = layout, float(
+            tolerance), log_every
+        self.owner = owner
+        self.counts = {name: 0 for name in layout.names}
+
+    def dead(self, image: torch.Tensor) -> list:
+        """The modalities whose channels of ``image`` (``C x H x W``) are
+        constant up to the tolerance."""
+        found = []
+        for name in self.layout.names:
+            part = image[self.layout.channel_slice(name)]
+            if part.numel() and float(part.max() - part.min()) <= self.tolerance:
+                found.append(name)
+        return found
+
+    def mark(self, inputs, samples) -> None:
+        """Add each sample's dead cameras to its ``missing_modalities``."""
+        if not samples:
+            return
+        images = list(inputs) if not isinstance(inputs, torch.Tensor) else inputs
+        for index, (image, sample) in enumerate(zip(images, samples)):
+            dead = self.dead(image)
+            if not dead:
+                continue
+            where = sample.metainfo.get('img_path', f'sample {index} of the batch')
+            if len(dead) == len(self.layout):
+                print_log(
+                    f'{self.owner}: every camera is constant in {where}; none is '
+                    'marked missing (a sample needs one)',
+                    logger='current',
+                    level=logging.WARNING)
+                continue
+            known = list(sample.metainfo.get(MISSING_KEY) or [])
+            new = [name for name in dead if name not in known]
+            if not new:
+                continue
+            sample.set_metainfo(
+                {MISSING_KEY: add_missing(known, new, self.layout, where=where)})
+            for name in new:
+                self.counts[name] += 1
+                if self.counts[name] == 1 or self.counts[name] % self.log_every == 0:
+                    print_log(
+                        f'{self.owner}: the {name} frame of {where} is constant '
+                        f'(spread <= {self.tolerance:g}): {name} treated as missing '
+                        f'({self.counts[name]} frame(s) so far)',
+                        logger='current',
+                        level=logging.WARNING)
+
+
 @MODELS.register_module()
 class RGBTDetDataPreprocessor(RGBTPreprocessorMixin, DetDataPreprocessor):
     """``DetDataPreprocessor`` for stacked RGB-T (or any multimodal) images.
@@ -154,6 +244,11 @@ class RGBTDetDataPreprocessor(RGBTPreprocessorMixin, DetDataPreprocessor):
             (``protocol``, ``prob``, ``weights``, ``level``, ``fill``), e.g.
             ``dict(protocol='subsets', level='feature')``: the authors' protocol.
             Applied per sample after normalisation; nothing at val/test time.
+        dead_camera (dict, optional): At val/test time, treat a camera whose
+            frame is constant as missing: the keyword arguments of
+            :class:`DeadCameraCheck` (``tolerance``, ``log_every``), e.g.
+            ``dict(tolerance=2)``; ``None`` (default) checks nothing. The
+            RGB-T base configs turn it on.
         **kwargs: Other arguments of ``DetDataPreprocessor`` (``pad_size_divisor``,
             ``pad_value``, ``pad_mask``, ``batch_augments`` ...). ``bgr_to_rgb`` and
             ``rgb_to_bgr`` are not accepted: the layout says which modality is BGR.
@@ -175,5 +270,6 @@ class RGBTSegDataPreprocessor(RGBTPreprocessorMixin, SegDataPreProcessor):
         std (dict, optional): Same for std.
         modality_dropout (dict, optional): As for
             :class:`RGBTDetDataPreprocessor`.
+        dead_camera (dict, optional): As for :class:`RGBTDetDataPreprocessor`.
         **kwargs: Other arguments of ``SegDataPreProcessor``.
     """

@@ -212,7 +212,7 @@ def dist_worker(rank, world_size, port, work_dir, epochs, length, batch_size):
     try:
         runner = btw_runner(
             work_dir,
-            BTWHook(interval=1, top_k=3, mi_bins=3),
+            BTWHook(interval=1, top_k=3, mi_bins=3, rescale=False),
             epochs=epochs,
             length=length,
             batch_size=batch_size,

@@ -89,15 +89,30 @@ def test_detector_parity_on_the_real_llvip_pair(det_models, missing):
         run_pair(ort_model, LLVIP_PAIR, missing))
 
 
-def test_a_camera_marked_missing_changes_the_onnx_detections(det_models):
-    # the presence input is wired: thermal blanked and marked differs from
-    # thermal blanked only (the blank scenario), as in PyTorch
+def test_a_black_camera_is_treated_as_missing_unless_the_check_is_off(
+        det_models, exported_detector):
+    # the presence input is wired: a black thermal frame is marked missing by
+    # the config's dead-camera check (in the data preprocessor, before the
+    # graph); without the check it is a real black image, and the detections
+    # differ from the marked ones, in both backends alike
     torch_model, ort_model = det_models
-    blank = np.zeros((1024, 1280), np.uint8)
+    black = np.zeros((1024, 1280), np.uint8)
     marked = run_pair(ort_model, LLVIP_PAIR, 'thermal')
-    blanked = inference_rgbt(ort_model, LLVIP_PAIR[0], blank)
-    assert_same_detections(inference_rgbt(torch_model, LLVIP_PAIR[0], blank), blanked)
-    assert not torch.equal(marked.pred_instances.scores, blanked.pred_instances.scores)
+    detected = inference_rgbt(ort_model, LLVIP_PAIR[0], black)
+    assert detected.metainfo['missing_modalities'] == ['thermal']
+    assert_same_detections(marked, detected)
+    off = {'model.data_preprocessor.dead_camera': None}
+    ort_off = init_rgbt_model(
+        exported_detector['config'],
+        exported_detector['onnx'],
+        cfg_options=off,
+        backend='onnxruntime')
+    torch_off = init_rgbt_model(
+        exported_detector['config'], exported_detector['checkpoint'], cfg_options=off)
+    unmarked = inference_rgbt(ort_off, LLVIP_PAIR[0], black)
+    assert not unmarked.metainfo.get('missing_modalities')
+    assert_same_detections(inference_rgbt(torch_off, LLVIP_PAIR[0], black), unmarked)
+    assert not torch.equal(marked.pred_instances.scores, unmarked.pred_instances.scores)
 
 
 def test_a_batch_runs_in_one_call_with_the_dynamic_batch(det_models, synthetic_root):

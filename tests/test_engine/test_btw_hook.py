@@ -88,11 +88,12 @@ def test_hand_mi_helper_matches_the_hook_estimator():
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """3 epochs of 2 iterations, refreshed after epochs 1 and 2 (not 3, the
-    last); sample 5 has no scoring units."""
+    last); sample 5 has no scoring units. BTW's own weights (no rescale), as
+    the hand computation."""
     work = tmp_path_factory.mktemp('btw')
     runner = btw_runner(
         work,
-        BTWHook(interval=1, smoothing=0.5, top_k=3, mi_bins=3),
+        BTWHook(interval=1, smoothing=0.5, top_k=3, mi_bins=3, rescale=False),
         epochs=3,
         model=BTWToyModel(no_units=(5, )),
         name='hand')
@@ -193,7 +194,7 @@ def test_state_is_in_the_checkpoint_and_resume_gives_the_same_weights(trained):
     # resume after epoch 1 (the first refresh's weights in the checkpoint)
     resumed = btw_runner(
         work / 'resumed',
-        BTWHook(interval=1, smoothing=0.5, top_k=3, mi_bins=3),
+        BTWHook(interval=1, smoothing=0.5, top_k=3, mi_bins=3, rescale=False),
         epochs=3,
         model=BTWToyModel(no_units=(5, )),
         name='resumed',
@@ -229,7 +230,7 @@ def test_load_from_starts_a_new_run_without_the_old_weights(trained):
     assert load_local_checkpoint(checkpoint)['btw']['refreshes'] == 1
     fine = btw_runner(
         work / 'finetune',
-        BTWHook(interval=1, smoothing=0.5, top_k=3, mi_bins=3),
+        BTWHook(interval=1, smoothing=0.5, top_k=3, mi_bins=3, rescale=False),
         epochs=1,
         model=BTWToyModel(no_units=(5, )),
         name='finetune',
@@ -353,7 +354,7 @@ def test_bad_arguments_are_named(kwargs, match):
 
 
 def test_smoothing_of_one_keeps_no_history():
-    hook = BTWHook(smoothing=1, mi_bins=2)
+    hook = BTWHook(smoothing=1, mi_bins=2, rescale=False)
     hook.layout = SimpleNamespace(names=list(NAMES))
     kl_rgb, kl_thermal = [0.1, 0.2, 0.3], [0.6, 0.4, 0.2]
     s_rgb, s_thermal, s_fused = [0.5, 0.58, 0.7], [0.4, 0.4, 0.4], [0.7, 0.82, 0.9]
@@ -372,7 +373,7 @@ def test_smoothing_of_one_keeps_no_history():
 def test_rescale_keeps_the_ratios_and_makes_the_mean_one():
     rows = [[i, 0.1 * i, 0.3 - 0.05 * i, 0.2 + 0.1 * i, 0.9 - 0.1 * i, 0.5 + 0.05 * i]
             for i in range(5)]
-    plain, rescaled = BTWHook(mi_bins=3), BTWHook(mi_bins=3, rescale=True)
+    plain, rescaled = BTWHook(mi_bins=3, rescale=False), BTWHook(mi_bins=3)
     for hook in (plain, rescaled):
         hook.layout = SimpleNamespace(names=list(NAMES))
         hook.update(rows)

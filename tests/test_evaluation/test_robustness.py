@@ -203,3 +203,42 @@ def test_each_run_is_its_own_test_loop_and_the_runner_is_left_as_built(
         ({'thermal'}, {'rgb'}),
         (both, set()),
     ]
+
+
+@pytest.mark.parametrize('configured', [True, False])
+def test_blank_detected_marks_the_black_camera_and_blank_does_not(
+        synthetic_root, tmp_path, configured):
+    from mwam_mm.engine import build_runner
+    from tests.helpers.configs import tiny_config
+    cfg = tiny_config(SYNTHETIC, synthetic_root, str(tmp_path), iters=1)
+    cfg.log_level = 'WARNING'
+    if not configured:  # the scenario brings the check with it
+        cfg.model.data_preprocessor.dead_camera = None
+    runner = build_runner(cfg)
+    recorder = _Recorder()
+    runner.register_hook(recorder, 'LOWEST')
+    layout = runner.model.backbone.layout
+    own = runner.model.data_preprocessor.dead_camera
+    assert (own is not None) == configured
+
+    result = evaluate_robustness(
+        runner, layout, scenarios=['blank', 'blank-detected', 'missing'], splits=None)
+
+    both = {'rgb', 'thermal'}
+    assert [_seen(b, layout) for b in recorder.batches] == [
+        (both, set()),
+        ({'rgb'}, set()),  # blank: the check is off
+        ({'thermal'}, set()),
+        ({'rgb'}, {'thermal'}),  # blank-detected: the black camera marked
+        ({'thermal'}, {'rgb'}),
+        ({'rgb'}, {'thermal'}),  # missing
+        ({'thermal'}, {'rgb'}),
+    ]
+    assert result['scenarios']['blank-detected'] == result['scenarios']['missing']
+    assert runner.model.data_preprocessor.dead_camera is own  # restored
+
+
+def test_an_unknown_scenario_lists_the_known_ones():
+    from mwam_mm.evaluation.robustness import check_scenarios
+    with pytest.raises(ValueError, match=r"\['dead'\].*'blank-detected'"):
+        check_scenarios(['dead'])

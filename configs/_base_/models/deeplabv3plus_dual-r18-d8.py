@@ -8,8 +8,13 @@ model = dict(
     # an auxiliary decode head per modality (RSC), see RGBTEncoderDecoder
     type='RGBTEncoderDecoder',
     pretrained=None,
+    # a camera whose test frame is constant (spread <= 2 of 255) is treated as
+    # missing: a dead camera sends black frames and nobody says so
     data_preprocessor=dict(
-        _delete_=True, type='RGBTSegDataPreprocessor', size_divisor=32),
+        _delete_=True,
+        type='RGBTSegDataPreprocessor',
+        size_divisor=32,
+        dead_camera=dict(tolerance=2)),
     backbone=dict(
         _delete_=True,
         type='DualStreamBackbone',

@@ -9,8 +9,13 @@ _base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'
 
 model = dict(
     type='RGBTSingleStageDetector',
+    # a camera whose test frame is constant (spread <= 2 of 255) is treated as
+    # missing: a dead camera sends black frames and nobody says so
     data_preprocessor=dict(
-        _delete_=True, type='RGBTDetDataPreprocessor', pad_size_divisor=32),
+        _delete_=True,
+        type='RGBTDetDataPreprocessor',
+        pad_size_divisor=32,
+        dead_camera=dict(tolerance=2)),
     backbone=dict(
         _delete_=True,
         type='DualStreamBackbone',
