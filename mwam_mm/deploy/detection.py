@@ -50,6 +50,21 @@ def rescale_boxes(boxes: torch.Tensor, scale_factor: torch.Tensor) -> torch.Tens
     return boxes * inverse.repeat(1, 2).view(-1, 1, 4)
 
 
+def check_test_cfg(cfg, where: str, dense: bool = True) -> None:
+    """Refuse, naming the key, test settings whose meaning in mmdet depends on
+    data-dependent sizes the graph does not have."""
+    max_per_img = cfg.get('max_per_img')
+    if not isinstance(max_per_img, int) or max_per_img <= 0:
+        raise ExportError(f'{where}.max_per_img is {max_per_img!r}; the graph '
+                          'returns a fixed number of detections per image: set a '
+                          'positive integer')
+    nms_pre = cfg.get('nms_pre', -1)
+    if dense and (not isinstance(nms_pre, int) or nms_pre <= 0):
+        raise ExportError(f'{where}.nms_pre is {nms_pre!r}; the export needs a '
+                          'positive number of candidates per level (mmdet keeps '
+                          'min(nms_pre, candidates) of them)')
+
+
 def nms_and_top(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
                 valid: torch.Tensor, cfg) -> tuple:
     """mmdet's ``batched_nms`` and ``max_per_img`` on masked candidates.
@@ -120,7 +135,10 @@ def anchor_candidates(head: AnchorHead, cls_scores: List[torch.Tensor],
                               anchor.unsqueeze(-1).expand(-1, -1, deltas.shape[-1]))
         anchors = level_priors[anchor.reshape(-1)]
         boxes = head.bbox_coder.decode(anchors, deltas.reshape(-1, deltas.shape[-1]))
-        out['boxes'].append(clip_boxes(boxes.reshape(batch, count, 4), image_shape))
+        boxes = boxes.reshape(batch, count, 4)
+        if getattr(head.bbox_coder, 'clip_border', True):
+            boxes = clip_boxes(boxes, image_shape)
+        out['boxes'].append(boxes)
         out['scores'].append(top)
         out['labels'].append(index - anchor * labels_per_anchor)
         out['levels'].append(torch.full_like(index, level))
@@ -153,13 +171,17 @@ class SingleStageDetectionGraph(nn.Module):
         super().__init__()
         check_exportable_backbone(model.backbone, with_presence)
         head = model.bbox_head
-        if not isinstance(head, AnchorHead) or \
-                type(head)._predict_by_feat_single is not \
-                AnchorHead._predict_by_feat_single:
+        cls = type(head)
+        if not isinstance(head, AnchorHead) or any(
+                getattr(cls, name) is not getattr(AnchorHead, name)
+                for name in ('_predict_by_feat_single', 'get_targets', 'forward')) \
+                or getattr(head.loss_cls, 'custom_cls_channels', False):
             raise ExportError(
-                f'bbox_head is {type(head).__name__}; the single-stage export '
-                "supports anchor heads with mmdet's post-processing (RetinaHead, "
-                'AnchorHead subclasses that do not override _predict_by_feat_single)')
+                f'bbox_head is {cls.__name__}; the single-stage export supports '
+                "anchor heads with mmdet's outputs and post-processing (RetinaHead: "
+                'AnchorHead subclasses that keep its forward, get_targets and '
+                '_predict_by_feat_single, e.g. no centerness as in ATSSHead)')
+        check_test_cfg(head.test_cfg, 'model.test_cfg')
         self.model = model
         self.with_presence = with_presence
 

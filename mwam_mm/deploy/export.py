@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import io
 import json
+import logging
 import os
 import os.path as osp
 import traceback
@@ -25,8 +26,10 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import onnx
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 
 from ..apis.inference import _dataset_cfg, model_layout, task_scope
@@ -292,6 +295,7 @@ def describe(model, graph: nn.Module, height: int, width: int, dynamic_batch: bo
         dynamic_batch=dynamic_batch,
         input_size=[height, width],
         modalities=[dataclasses.asdict(m) for m in layout],
+        ignored_modalities=list(model.backbone.ignored),
         inputs={name: inputs[name]
                 for name in graph.input_names},
         outputs={name: outputs[name]
@@ -308,6 +312,7 @@ def describe(model, graph: nn.Module, height: int, width: int, dynamic_batch: bo
             note='channel_order indexes the stacked image as loaded (layout '
             'order, RGB stored BGR); mean/std apply after reordering'),
         postprocessing=_test_cfg(model),
+        test_cfg=_plain(cfg.model.get('test_cfg') or {}),
         classes=list((model.dataset_meta or {}).get('classes') or []),
         palette=(model.dataset_meta or {}).get('palette'),
         config=cfg.pretty_text)
@@ -323,7 +328,8 @@ def _test_cfg(model) -> dict:
     return dict(
         _plain(model.test_cfg or {}),
         align_corners=bool(head.align_corners),
-        threshold=float(getattr(head, 'threshold', None) or 0.3))
+        threshold=float(0.3 if getattr(head, 'threshold', None) is
+                        None else head.threshold))
 
 
 def _plain(value):
@@ -398,7 +404,18 @@ def export_onnx(model,
         program = trace_program(graph, args, dynamic_batch)
         to_onnx(program, args, out_file, list(graph.input_names), output_names(graph),
                 opset)
-    meta = describe(model, graph, height, width, dynamic_batch, opset)
+    written = {
+        o.domain or 'ai.onnx': o.version
+        for o in onnx.load(out_file, load_external_data=False).opset_import
+    }
+    meta = describe(model, graph, height, width, dynamic_batch,
+                    written.get('ai.onnx', opset))
+    if meta['opset'] != opset:
+        print_log(
+            f'export_onnx: opset {opset} was asked for, torch wrote opset '
+            f'{meta["opset"]} (its exporter builds opset 18 and converts)',
+            logger='current',
+            level=logging.WARNING)
     with open(meta_path(out_file), 'w') as f:
         json.dump(meta, f, indent=1)
     if verify:

@@ -26,9 +26,14 @@ def check_exportable_backbone(backbone: nn.Module, with_presence: bool) -> None:
         raise ExportError(
             f'the model\'s backbone is {type(backbone).__name__}; the RGB-T export '
             'needs a DualStreamBackbone (one stream per modality)')
-    if not with_presence:
-        return
     substitute = backbone.missing_substitute
+    if not with_presence:
+        if backbone.ignored and type(substitute) is not ZeroSubstitute:
+            raise ExportError(
+                f'backbone.missing_substitute is {type(substitute).__name__} and the '
+                f'model ignores {backbone.ignored}: the graph without a presence '
+                'input cannot run the proxy for the ignored modality')
+        return
     if type(substitute) is not ZeroSubstitute:
         raise ExportError(
             f'backbone.missing_substitute is {type(substitute).__name__}; with a '

@@ -26,7 +26,10 @@ from mmengine.structures import InstanceData, PixelData
 from ..apis.inference import _config_metainfo, task_scope
 from ..modality import ModalityLayout
 from ..presence import presence_from_data_samples
-from .export import META_FORMAT, meta_path
+from .export import META_FORMAT, META_VERSION, _plain, meta_path
+
+REQUIRED_KEYS = ('task', 'input_size', 'modalities', 'inputs', 'outputs',
+                 'preprocessing', 'postprocessing', 'config')
 
 ONNX_DTYPES = {
     'tensor(float)': np.float32,
@@ -53,6 +56,12 @@ def load_meta(onnx_file: str) -> dict:
     if not isinstance(meta, dict) or meta.get('format') != META_FORMAT:
         raise ValueError(f'{path}: not a description written by the mwam_mm export '
                          f"(its 'format' is not {META_FORMAT!r})")
+    if meta.get('version') != META_VERSION:
+        raise ValueError(f'{path}: version {meta.get("version")!r} of the description; '
+                         f'this mwam_mm reads version {META_VERSION}: export again')
+    lacking = [key for key in REQUIRED_KEYS if key not in meta]
+    if lacking:
+        raise ValueError(f'{path}: the description lacks {lacking}; export again')
     return meta
 
 
@@ -87,6 +96,7 @@ class ONNXRuntimeRGBTModel:
             cfg.merge_from_dict(cfg_options)
         self.cfg = cfg
         self.layout = ModalityLayout.build(self.meta['modalities'])
+        self._ignored = list(self.meta.get('ignored_modalities') or [])
         scope = task_scope(cfg)
         with DefaultScope.overwrite_default_scope(scope):
             self.data_preprocessor = MODELS.build(cfg.model.data_preprocessor)
@@ -94,6 +104,7 @@ class ONNXRuntimeRGBTModel:
         if own is not None and own != self.layout:
             raise ValueError(f'the config\'s modality layout {own!r} is not the one '
                              f'{self.onnx_file} was exported with ({self.layout!r})')
+        self._check_config(cfg)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
@@ -117,6 +128,32 @@ class ONNXRuntimeRGBTModel:
             self.dataset_meta['classes'] = [str(i) for i in range(classes)]
         self.task = self.meta['task']
         self.training = False
+        if 'presence' not in self.inputs and \
+                getattr(self.data_preprocessor, 'dead_camera', None) is not None:
+            # a graph without the presence input cannot be told; a constant
+            # frame then goes in as it is (the blank scenario)
+            self.data_preprocessor.dead_camera = None
+
+    def _check_config(self, cfg) -> None:
+        """The config's normalisation and test settings must be the graph's:
+        those are fixed at export."""
+        pre = self.meta['preprocessing']
+        mean = [float(str(v)) for v in self.data_preprocessor.mean.view(-1).numpy()]
+        std = [float(str(v)) for v in self.data_preprocessor.std.view(-1).numpy()]
+        order = getattr(self.data_preprocessor, '_channel_order', None) or list(
+            range(self.layout.num_channels))
+        given = dict(mean=mean, std=std, channel_order=list(order))
+        for key, value in given.items():
+            if key in pre and list(pre[key]) != value:
+                raise ValueError(f'the config\'s data preprocessor has {key} {value}, '
+                                 f'{self.onnx_file} was exported with {pre[key]}')
+        if 'test_cfg' in self.meta:
+            test_cfg = _plain(cfg.model.get('test_cfg') or {})
+            if json.loads(json.dumps(test_cfg)) != self.meta['test_cfg']:
+                raise ValueError(
+                    f'the config\'s model.test_cfg {test_cfg} is not the one '
+                    f'{self.onnx_file} was exported with ({self.meta["test_cfg"]}): '
+                    'the graph\'s post-processing is fixed at export; export again')
 
     # the parts of an nn.Module the inference API and tools touch
     def eval(self):
@@ -155,7 +192,34 @@ class ONNXRuntimeRGBTModel:
                                  f'{"x".join(map(str, value.shape)) or "a scalar"} '
                                  f'{value.dtype}' + self._size_hint(name, value))
             feeds[name] = value
+        self._check_values(feeds)
         return dict(zip(self.output_names, self.session.run(None, feeds)))
+
+    def _check_values(self, feeds: Dict[str, np.ndarray]) -> None:
+        """What PyTorch would refuse (or turn into nonsense) in the values."""
+        if 'presence' in feeds:
+            used = np.array([m.name not in self._ignored for m in self.layout])
+            empty = np.nonzero(~(feeds['presence'] & used).any(axis=1))[0]
+            if len(empty):
+                raise ValueError(
+                    f'{self.onnx_file}: input \'presence\' marks every camera the '
+                    f'model uses missing in sample(s) {empty.tolist()} (columns '
+                    f'{self.layout.names}); a sample needs one')
+        if 'image_shape' in feeds:
+            height, width = feeds['image'].shape[-2:]
+            shapes = feeds['image_shape']
+            bad = np.nonzero((shapes[:, 0] < 1) | (shapes[:, 1] < 1)
+                             | (shapes[:, 0] > height) | (shapes[:, 1] > width))[0]
+            if len(bad):
+                raise ValueError(
+                    f'{self.onnx_file}: input \'image_shape\' of sample '
+                    f'{int(bad[0])} is {shapes[bad[0]].tolist()}; each must be a '
+                    f'(height, width) within the {height}x{width} input')
+        if 'scale_factor' in feeds:
+            scale = feeds['scale_factor']
+            if not (np.isfinite(scale).all() and (scale > 0).all()):
+                raise ValueError(f'{self.onnx_file}: input \'scale_factor\' must '
+                                 f'be positive, got {scale.tolist()}')
 
     def _size_hint(self, name: str, value: np.ndarray) -> str:
         if name != 'image' or value.ndim != 4:
@@ -215,7 +279,8 @@ class ONNXRuntimeRGBTModel:
     def _add_segmentation(self, outs: dict, samples) -> None:
         post = self.meta.get('postprocessing') or {}
         align_corners = bool(post.get('align_corners', False))
-        threshold = float(post.get('threshold', 0.3))
+        threshold = float(
+            post['threshold'] if post.get('threshold') is not None else 0.3)
         for index, sample in enumerate(samples):
             meta = sample.metainfo
             left, right, top, bottom = meta.get('img_padding_size',

@@ -13,7 +13,8 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmseg.models.segmentors import EncoderDecoder
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.segmentors import CascadeEncoderDecoder, EncoderDecoder
 
 from .features import ExportError, check_exportable_backbone, fused_features
 
@@ -33,9 +34,16 @@ class SegmentationGraph(nn.Module):
                  with_presence: bool = True,
                  with_logits: bool = False):
         super().__init__()
-        if not isinstance(model, EncoderDecoder):
+        if not isinstance(model, EncoderDecoder) or \
+                isinstance(model, CascadeEncoderDecoder):
             raise ExportError(f'{type(model).__name__} is not an mmseg '
-                              'EncoderDecoder; the segmentation export needs one')
+                              'EncoderDecoder (one decode head); the segmentation '
+                              'export needs one')
+        head = model.decode_head
+        if type(head).predict_by_feat is not BaseDecodeHead.predict_by_feat:
+            raise ExportError(
+                f'decode_head is {type(head).__name__}, whose predict_by_feat is '
+                "its own; the export reproduces mmseg's (resize to the input)")
         check_exportable_backbone(model.backbone, with_presence)
         mode = (model.test_cfg or {}).get('mode', 'whole')
         if mode != 'whole':

@@ -20,8 +20,8 @@ from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 
-from .detection import (anchor_candidates, clip_boxes, min_size_filter, nms_and_top,
-                        rescale_boxes)
+from .detection import (anchor_candidates, check_test_cfg, clip_boxes, min_size_filter,
+                        nms_and_top, rescale_boxes)
 from .features import ExportError, check_exportable_backbone, fused_features
 from .ops import roi_align
 
@@ -51,6 +51,8 @@ def _check_two_stage(model) -> None:
                 f'roi_head.bbox_roi_extractor.roi_layers.{index} is {layer!r}; the '
                 "export supports mmcv's RoIAlign with pool_mode='avg', "
                 'aligned=True (ONNX RoiAlign, half-pixel coordinates)')
+    check_test_cfg(rpn.test_cfg, 'model.test_cfg.rpn')
+    check_test_cfg(roi_head.test_cfg, 'model.test_cfg.rcnn', dense=False)
     box_head = roi_head.bbox_head
     if not isinstance(box_head, BBoxHead) or box_head.custom_cls_channels or \
             type(box_head)._predict_by_feat_single is not \
@@ -144,7 +146,9 @@ class TwoStageDetectionGraph(nn.Module):
         boxes = boxes.reshape(batch, count, per_class, 4)
         if per_class == 1:
             boxes = boxes.expand(-1, -1, classes, -1)
-        boxes = clip_boxes(boxes.reshape(batch, count * classes, 4), image_shape)
+        boxes = boxes.reshape(batch, count * classes, 4)
+        if getattr(box_head.bbox_coder, 'clip_border', True):
+            boxes = clip_boxes(boxes, image_shape)
         boxes = rescale_boxes(boxes, scale_factor)
         cfg = model.roi_head.test_cfg
         scores = scores.reshape(batch, count * classes)

@@ -99,6 +99,20 @@ def test_inputs_of_the_wrong_size_channels_or_mask_shape_are_named(ort_model):
     for name, (value, message) in cases.items():
         with pytest.raises(ValueError, match=message):
             ort_model.run(feeds(**{name: value}))
+    values = {
+        'presence': (np.zeros(
+            (1, 2), bool), "'presence' marks every camera the model uses missing in "
+                     r'sample\(s\) \[0\]'),
+        'image_shape':
+        (np.array([[129, 160]],
+                  np.int64), r"'image_shape' of sample 0 is \[129, 160\]; each must be "
+         'a .* within the 128x160 input'),
+        'scale_factor': (np.zeros((1, 2),
+                                  np.float32), "'scale_factor' must be positive"),
+    }
+    for name, (value, message) in values.items():
+        with pytest.raises(ValueError, match=message):
+            ort_model.run(feeds(**{name: value}))
     partial = feeds()
     partial.pop('presence')
     with pytest.raises(
@@ -117,6 +131,15 @@ def test_a_graph_without_its_description_or_a_checkpoint_is_refused(
     (tmp_path / 'alone.json').write_text('{"format": "something else"}')
     with pytest.raises(ValueError, match='not a description written by the mwam_mm'):
         ONNXRuntimeRGBTModel(alone)
+    (tmp_path / 'alone.json').write_text('{"format": "mwam_mm-onnx", "version": 0}')
+    with pytest.raises(
+            ValueError,
+            match='version 0 of the description; this '
+            'mwam_mm reads version 1: export again'):
+        ONNXRuntimeRGBTModel(alone)
+    (tmp_path / 'alone.json').write_text('{"format": "mwam_mm-onnx", "version": 1}')
+    with pytest.raises(ValueError, match=r"the description lacks \['task', "):
+        ONNXRuntimeRGBTModel(alone)
     with pytest.raises(ValueError, match=r'give its \.onnx file as the checkpoint'):
         init_rgbt_model(
             exported_detector['config'],
@@ -124,6 +147,22 @@ def test_a_graph_without_its_description_or_a_checkpoint_is_refused(
             backend='onnxruntime')
     with pytest.raises(ValueError, match="backend 'tensorrt'"):
         init_rgbt_model(exported_detector['config'], backend='tensorrt')
+
+
+@pytest.mark.parametrize('option,message', [
+    ({
+        'model.test_cfg.score_thr': 0.5
+    }, r"model.test_cfg .* is not the one .*fixed at "
+     'export'),
+    ({
+        'model.data_preprocessor.mean': dict(thermal=[100.0])
+    }, r'data preprocessor has mean \[.*100.0\], .* was exported with'),
+])
+def test_a_config_with_other_fixed_settings_is_refused(exported_detector, option,
+                                                       message):
+    with pytest.raises(ValueError, match=message):
+        ONNXRuntimeRGBTModel(
+            exported_detector['onnx'], exported_detector['config'], cfg_options=option)
 
 
 def test_a_config_of_another_layout_is_refused(exported_detector):

@@ -5,13 +5,13 @@ import copy
 
 import pytest
 import torch
-from mmcv.ops import RoIAlign, batched_nms
+from mmcv.ops import batched_nms
 from mmdet.structures import DetDataSample
 from mmengine.registry import MODELS, DefaultScope
 
 from mwam_mm.deploy import (ExportError, SegmentationGraph, detection_graph,
                             fused_features)
-from mwam_mm.deploy.ops import nms_keep, roi_align
+from mwam_mm.deploy.ops import nms_keep
 from tests.helpers import detectors, segmentors
 
 PRESENCE = {
@@ -86,15 +86,6 @@ def test_nms_keep_is_mmcvs_batched_nms():
     assert torch.equal(keep, scores > 0.5)
 
 
-def test_roi_align_is_mmcvs():
-    g = torch.Generator().manual_seed(1)
-    feats = torch.randn(2, 3, 16, 20, generator=g)
-    rois = torch.tensor([[0, 1.5, 2.0, 30.0, 40.0], [1, 0, 0, 8, 8], [1, 10, 3, 70,
-                                                                      60]])
-    want = RoIAlign(7, 0.25, 0)(feats, rois)
-    assert torch.equal(roi_align(feats, rois, 7, 0.25, 0), want)
-
-
 def detection_samples(presence, size=64, scale=(1.0, 1.0)):
     samples = []
     for i in range(2):
@@ -153,6 +144,35 @@ def test_detection_graph_gives_mmdets_predictions(kind, pattern):
         want = model.predict(x, copy.deepcopy(samples))
         got = graph(x, *graph_inputs(samples, presence))
     assert_same_detections(want, got)
+
+
+def test_boxes_past_the_border_are_kept_when_the_coder_does_not_clip():
+    torch.manual_seed(0)
+    cfg = detectors.retina_cfg()
+    cfg.bbox_head.bbox_coder.clip_border = False
+    model = detectors.build(cfg)
+    model.init_weights()
+    model.eval()
+    model.bbox_head.test_cfg.update(score_thr=0.0, nms_pre=200)
+    samples = detection_samples(None)
+    x = torch.randn(2, 4, 64, 64)
+    with torch.no_grad():
+        want = model.predict(x, copy.deepcopy(samples))
+        got = detection_graph(model).eval()(x, *graph_inputs(samples, None))
+    assert_same_detections(want, got)
+    assert float(got[0].max()) > 64 or float(got[0].min()) < 0  # not clipped
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('nms_pre', 0, r'model.test_cfg.nms_pre is 0; the export needs a positive'),
+    ('nms_pre', -1, r'model.test_cfg.nms_pre is -1'),
+    ('max_per_img', 0, r'model.test_cfg.max_per_img is 0; the graph returns a fixed'),
+])
+def test_test_settings_the_graph_cannot_follow_are_named(key, value, message):
+    model = detectors.build(detectors.retina_cfg()).eval()
+    model.bbox_head.test_cfg[key] = value
+    with pytest.raises(ExportError, match=message):
+        detection_graph(model)
 
 
 @pytest.mark.parametrize('kind', segmentors.KINDS)

@@ -167,6 +167,10 @@ def test_segmentor_class_map_only_without_presence(exported_segmentor, tmp_path)
         assert float((want == got).float().mean()) >= 0.95
     with pytest.raises(ValueError, match='without the presence input'):
         run_pair(ort_model, exported_segmentor['pairs'][0], 'thermal')
+    # a black camera is not marked (the graph cannot be told): it goes in as is
+    rgb = exported_segmentor['pairs'][0][0]
+    black = inference_rgbt(ort_model, rgb, np.zeros((80, 96), np.uint8))
+    assert not black.metainfo.get('missing_modalities')
 
 
 def test_faster_rcnn_parity(tmp_path):
@@ -176,6 +180,11 @@ def test_faster_rcnn_parity(tmp_path):
     torch.manual_seed(0)
     model = init_rgbt_model(cfg)
     model.init_weights()
+    # initialised classifiers (std 0.01) hardly depend on their input; scaled,
+    # a wrong proposal or RoI feature changes the scores and labels
+    with torch.no_grad():
+        model.rpn_head.rpn_cls.weight *= 30
+        model.roi_head.bbox_head.fc_cls.weight *= 300
     model.eval()
     out = str(tmp_path / 'frcnn.onnx')
     meta = export_onnx(model, out, shape=(64, 96), dynamic_batch=True)
