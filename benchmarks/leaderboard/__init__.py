@@ -34,8 +34,8 @@ from .board import aggregate
 from .data import (SYNTHETIC_DEFAULTS, data_root_options, default_synthetic_root,
                    ensure_synthetic_data, is_synthetic_config, synthetic_meta)
 from .pool import TAG, Progress, default_jobs, format_duration, run_jobs
-from .report import (format_stats, leaderboard_chart, leaderboard_markdown,
-                     write_leaderboard)
+from .report import (format_paired, format_stats, leaderboard_chart,
+                     leaderboard_markdown, write_leaderboard)
 from .runs import (HISTORY_PREFIXES, RESULT_FILE, SETUP_FILE, SETUP_KEYS, RunOptions,
                    build_run_config, load_result, repo_relative, run_variant,
                    save_result, stored_status, subset_names, training_setup)
@@ -54,9 +54,9 @@ __all__ = [
     'apply_variant', 'build_run_config', 'ceiling_modality', 'check_variants',
     'data_root_options', 'default_jobs', 'default_synthetic_root',
     'ensure_synthetic_data', 'existing_config', 'expected_cost', 'format_duration',
-    'format_stats', 'hook_within_iters', 'is_synthetic_config', 'leaderboard_chart',
-    'leaderboard_markdown', 'load_result', 'load_variant', 'overlay_delta',
-    'overlay_path', 'repo_relative', 'run_jobs', 'run_variant', 'save_result',
-    'set_test_scale', 'stored_status', 'subset_names', 'synthetic_meta',
+    'format_paired', 'format_stats', 'hook_within_iters', 'is_synthetic_config',
+    'leaderboard_chart', 'leaderboard_markdown', 'load_result', 'load_variant',
+    'overlay_delta', 'overlay_path', 'repo_relative', 'run_jobs', 'run_variant',
+    'save_result', 'set_test_scale', 'stored_status', 'subset_names', 'synthetic_meta',
     'training_setup', 'variant_name', 'write_leaderboard'
 ]

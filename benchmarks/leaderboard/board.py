@@ -4,7 +4,7 @@ scenario, subset and split, the ceilings, and the marks against the baseline
 from typing import Callable, Dict, List, Optional, Sequence
 
 from mwam_mm.evaluation import (collapse_rate, compare, fraction_of_ceiling,
-                                seed_statistics)
+                                paired_difference, seed_statistics)
 from mwam_mm.evaluation.robustness import check_scenarios
 from .runs import subset_names
 from .variants import BASELINE
@@ -116,9 +116,55 @@ def _degradation_board(runs: Dict[str, List[dict]], baseline: Optional[str]) -> 
     return board
 
 
+def _by_seed(results: List[dict], scenario: str, subsets: Sequence[str]) -> dict:
+    """``{subset | 'mean': {seed: score}}`` of one variant in one scenario."""
+    out = {}
+    for result in results:
+        scores = result['scenarios'].get(scenario) or {}
+        for subset, value in scores.items():
+            if value is not None:
+                out.setdefault(subset, {})[result['seed']] = float(value)
+        if all(scores.get(s) is not None for s in subsets):
+            out.setdefault('mean', {})[result['seed']] = \
+                sum(scores[s] for s in subsets) / len(subsets)
+    return out
+
+
+def _paired(runs: Dict[str, List[dict]], scenarios: Sequence[str],
+            subsets: Sequence[str], controls: Sequence[str]) -> dict:
+    """Per control, variant, scenario and subset (and the mean over subsets):
+    :func:`paired_difference` of the variant minus the control over the seeds
+    both have (the runs of one seed share data order and initialisation)."""
+    out = {}
+    for control in controls:
+        table = {}
+        for variant, results in runs.items():
+            if variant == control:
+                continue
+            entry = {}
+            for scenario in scenarios:
+                own = _by_seed(results, scenario, subsets)
+                other = _by_seed(runs[control], scenario, subsets)
+                cells = {}
+                for key, values in own.items():
+                    seeds = sorted(set(values) & set(other.get(key, {})))
+                    if seeds:
+                        cells[key] = dict(
+                            paired_difference(
+                                [values[s] - other[key][s] for s in seeds]),
+                            seeds=seeds)
+                if cells:
+                    entry[scenario] = cells
+            if entry:
+                table[variant] = entry
+        out[control] = table
+    return out
+
+
 def aggregate(runs: Dict[str, List[dict]],
               scenarios: Optional[Sequence[str]] = None,
-              baseline: str = BASELINE) -> dict:
+              baseline: str = BASELINE,
+              controls: Sequence[str] = ()) -> dict:
     """The leaderboard from ``{variant: [run_variant results, one per seed]}``.
 
     Args:
@@ -126,6 +172,8 @@ def aggregate(runs: Dict[str, List[dict]],
         scenarios (Sequence[str], optional): Default: those of the results.
         baseline (str): The variant the others are compared with (no marks
             when it is absent).
+        controls (Sequence[str]): Further variants to compare every variant
+            with, paired by seed (``paired``), next to the baseline.
 
     Returns:
         dict: ``metric``, ``scenarios``, ``subsets``, ``modalities``,
@@ -136,7 +184,10 @@ def aggregate(runs: Dict[str, List[dict]],
         {modality: {scenario: stats}}``, ``splits: {split: {variants,
         ceilings}}`` and ``degradations: {variant: ...}``. ``stats`` are
         :func:`seed_statistics`; ceilings have their own subset only, and no
-        mean, collapse rate or fraction.
+        mean, collapse rate or fraction. ``paired: {control: {variant:
+        {scenario: {subset | 'mean': paired_difference + seeds}}}}`` for the
+        baseline and each of ``controls``: the per-seed differences' mean and 95 %
+        t interval (:func:`mwam_mm.evaluation.paired_difference`).
     """
     runs = {v: list(rs) for v, rs in runs.items() if rs}
     if not runs:
@@ -180,6 +231,13 @@ def aggregate(runs: Dict[str, List[dict]],
         for split in splits
     }
     board['degradations'] = _degradation_board(runs, baseline)
+    unknown = [c for c in controls if c not in runs]
+    if unknown:
+        raise ValueError(f'aggregate: the control(s) {unknown} have no results; '
+                         f'variants with results: {sorted(runs)}')
+    board['controls'] = list(
+        dict.fromkeys(([baseline] if baseline else []) + list(controls)))
+    board['paired'] = _paired(runs, scenarios, subsets, board['controls'])
     return board
 
 

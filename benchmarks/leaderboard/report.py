@@ -74,6 +74,8 @@ def leaderboard_markdown(board: dict, extra_text: str = '') -> str:
     for scenario in board['scenarios']:
         out += [f'## Scenario `{scenario}`', ''] + _table_head(board, ()) + \
             _scenario_table(board, scenario) + ['']
+        for control in board.get('controls') or []:
+            out += _paired_table(board, scenario, control)
     if board.get('splits'):
         out += ['## Per split of the test samples', '']
         out += _table_head(board, ('split', 'scenario'))
@@ -87,6 +89,38 @@ def leaderboard_markdown(board: dict, extra_text: str = '') -> str:
     if extra_text:
         out += [extra_text, '']
     return '\n'.join(out)
+
+
+def format_paired(cell: Optional[dict], digits: int = 3) -> str:
+    """``+0.012 [-0.030, +0.054] †`` (the mean per-seed difference, its 95 %
+    t interval, † where the interval excludes 0); the mean alone with one seed."""
+    if not cell:
+        return ''
+    text = f'{cell["diff"]:+.{digits}f}'
+    if cell.get('low') is not None:
+        text += f' [{cell["low"]:+.{digits}f}, {cell["high"]:+.{digits}f}]'
+    return text + (' †' if cell.get('excludes_zero') else '')
+
+
+def _paired_table(board: dict, scenario: str, control: str) -> List[str]:
+    rows = []
+    for variant, entry in (board.get('paired', {}).get(control) or {}).items():
+        cells = entry.get(scenario)
+        if not cells or board['variants'][variant]['ceiling']:
+            continue
+        seeds = max(len(c['seeds']) for c in cells.values())
+        rows.append('| ' + ' | '.join(
+            [variant, str(seeds)] +
+            [format_paired(cells.get(s))
+             for s in list(board['subsets']) + ['mean']]) + ' |')
+    if not rows:
+        return []
+    head = ['variant', 'seeds'] + list(board['subsets']) + ['mean']
+    return [
+        f'Paired by seed, minus `{control}` (`{scenario}`): mean of the per-seed '
+        'differences [95 % t interval, t with n - 1 degrees of freedom]; † where it '
+        'excludes 0.', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)
+    ] + rows + ['']
 
 
 def _degradation_lines(board: dict) -> List[str]:

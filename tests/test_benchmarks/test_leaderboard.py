@@ -315,6 +315,40 @@ def test_aggregate_on_known_runs(runs):
     assert 'unimodal-rgb' not in deg
 
 
+def test_paired_differences_against_the_baseline_and_a_control(runs):
+    board = lb.aggregate(runs, controls=['moddrop'])
+    assert board['controls'] == ['baseline', 'moddrop']
+    # moddrop minus baseline, blank rgb, per seed: .4 .4 .4 -> mean .4, no spread
+    cell = board['paired']['baseline']['moddrop']['blank']['rgb']
+    assert cell['diffs'] == pytest.approx([0.4, 0.4, 0.4])
+    assert cell['low'] == pytest.approx(0.4) and cell['excludes_zero'] is True
+    # thermal: .6-.7, .6-.8, .6-.6 = -.1 -.2 0: mean -.1, sd .1, t(2) = 4.303:
+    # half width 4.303 * .1 / sqrt(3) = .2484 -> [-.3484, +.1484], contains 0
+    cell = board['paired']['baseline']['moddrop']['blank']['thermal']
+    assert cell['diff'] == pytest.approx(-0.1)
+    assert cell['low'] == pytest.approx(-0.1 - 4.303 * 0.1 / 3**0.5)
+    assert cell['high'] == pytest.approx(-0.1 + 4.303 * 0.1 / 3**0.5)
+    assert cell['excludes_zero'] is False and cell['seeds'] == [0, 1, 2]
+    # the mean over subsets, per seed: (.7+.5+.6)/3 - 1.6/3 ... = +.0667 each
+    mean = board['paired']['baseline']['moddrop']['blank']['mean']
+    assert mean['diff'] == pytest.approx(0.2 / 3)
+    # against the control: the baseline minus moddrop is the opposite
+    back = board['paired']['moddrop']['baseline']['blank']['thermal']
+    assert back['diff'] == pytest.approx(0.1)
+    # a ceiling is paired on its own subset only; seeds missing on one side drop
+    assert list(board['paired']['baseline']['unimodal-rgb']['blank']) == ['rgb']
+    del runs['moddrop'][2]
+    board = lb.aggregate(runs)
+    assert board['paired']['baseline']['moddrop']['blank']['rgb']['seeds'] == [0, 1]
+    text = lb.leaderboard_markdown(board)
+    assert 'Paired by seed, minus `baseline` (`blank`)' in text
+    assert '| moddrop | 2 | -0.100 [-0.100, -0.100] † | +0.400 [+0.400, +0.400] † |' \
+        in text
+    with pytest.raises(ValueError, match=r"control\(s\) \['cmpt'\] have no results"):
+        lb.aggregate(runs, controls=['cmpt'])
+    assert lb.format_paired(dict(diff=0.25, low=None, high=None)) == '+0.250'
+
+
 def test_aggregate_splits_and_mismatch(runs):
     for r in runs['baseline'] + runs['moddrop']:
         r['splits'] = dict(night=both(0.5, 0.0, 0.5))
