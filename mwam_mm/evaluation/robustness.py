@@ -282,7 +282,7 @@ def evaluate_subsets(
     check_scenarios([scenario])
     test = _TestRunner(runner, metric, None)
     scores = {}
-    with test.session():
+    with test.session(), dead_camera_check(runner, scenario):
         for subset in subsets or layout.non_empty_subsets():
             scores[subset_name(subset)], _ = test(
                 lambda p, s=subset: blanking_pipeline(p, layout, s, fill, scenario))
