@@ -28,7 +28,7 @@ import torch
 import mwam_mm  # noqa: F401
 from mwam_mm.apis import init_rgbt_model
 from mwam_mm.deploy import ONNXRuntimeRGBTModel, export_onnx
-from mwam_mm.deploy.export import example_inputs
+from mwam_mm.deploy.export import data_sample, example_inputs
 from mwam_mm.engine.runner_utils import non_negative_int, positive_int
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -100,7 +100,10 @@ def measure(name, config, checkpoint, args, work):
     feeds = {n: v.numpy() for n, v in zip(names, graph_inputs)}
     feeds['presence'][:] = True  # full modality, as the PyTorch call below
     image = graph_inputs[0]
-    samples = [_sample(model, meta, height, width)]
+    sample = data_sample(model, height, width)
+    sample.set_metainfo(
+        dict(pad_shape=(height, width), batch_input_shape=(height, width)))
+    samples = [sample]
 
     def run_torch():
         with torch.no_grad():
@@ -133,20 +136,6 @@ def measure(name, config, checkpoint, args, work):
         pytorch=quartiles(times['pytorch']),
         onnxruntime=quartiles(times['onnxruntime']),
         speedup=round(ratio, 2))
-
-
-def _sample(model, meta, height, width):
-    info = dict(
-        img_shape=(height, width),
-        ori_shape=(height, width),
-        pad_shape=(height, width),
-        batch_input_shape=(height, width),
-        scale_factor=(1.0, 1.0))
-    if meta['task'] == 'detection':
-        from mmdet.structures import DetDataSample
-        return DetDataSample(metainfo=info)
-    from mmseg.structures import SegDataSample
-    return SegDataSample(metainfo=info)
 
 
 def main(argv=None):

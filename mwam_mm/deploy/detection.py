@@ -22,7 +22,7 @@ import torch.nn as nn
 from mmdet.models.dense_heads import AnchorHead
 from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
 
-from .features import ExportError, check_exportable_backbone, fused_features
+from .features import ExportError, RGBTGraph
 from .ops import nms_keep
 
 DETECTION_OUTPUTS = ('boxes', 'scores', 'labels')
@@ -159,7 +159,17 @@ def min_size_filter(boxes: torch.Tensor, valid: torch.Tensor, cfg) -> torch.Tens
     return valid & (width > min_size) & (height > min_size)
 
 
-class SingleStageDetectionGraph(nn.Module):
+class DetectionGraph(RGBTGraph):
+    """The inputs and outputs every detection graph has (see the module)."""
+
+    output_names = list(DETECTION_OUTPUTS)
+
+    @property
+    def input_names(self) -> List[str]:
+        return ['image', 'image_shape', 'scale_factor'] + self.presence_input()
+
+
+class SingleStageDetectionGraph(DetectionGraph):
     """An RGB-T single-stage detector (anchor head) with its post-processing.
 
     Args:
@@ -168,8 +178,7 @@ class SingleStageDetectionGraph(nn.Module):
     """
 
     def __init__(self, model: SingleStageDetector, with_presence: bool = True):
-        super().__init__()
-        check_exportable_backbone(model.backbone, with_presence)
+        super().__init__(model, with_presence)
         head = model.bbox_head
         cls = type(head)
         if not isinstance(head, AnchorHead) or any(
@@ -182,13 +191,6 @@ class SingleStageDetectionGraph(nn.Module):
                 'AnchorHead subclasses that keep its forward, get_targets and '
                 '_predict_by_feat_single, e.g. no centerness as in ATSSHead)')
         check_test_cfg(head.test_cfg, 'model.test_cfg')
-        self.model = model
-        self.with_presence = with_presence
-
-    @property
-    def input_names(self) -> List[str]:
-        return ['image', 'image_shape', 'scale_factor'] + \
-            (['presence'] if self.with_presence else [])
 
     def forward(self,
                 image: torch.Tensor,
@@ -196,10 +198,7 @@ class SingleStageDetectionGraph(nn.Module):
                 scale_factor: torch.Tensor,
                 presence: Optional[torch.Tensor] = None) -> tuple:
         model = self.model
-        feats = fused_features(model.backbone, image, presence)
-        if model.with_neck:
-            feats = model.neck(feats)
-        cls_scores, bbox_preds = model.bbox_head(feats)
+        cls_scores, bbox_preds = model.bbox_head(self.features(image, presence))
         cfg = dict(model.bbox_head.test_cfg)
         cfg.setdefault('score_thr', 0)  # mmdet's default for dense heads
         found = anchor_candidates(model.bbox_head, cls_scores, bbox_preds, image_shape,

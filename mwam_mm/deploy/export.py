@@ -33,7 +33,7 @@ from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 
 from ..apis.inference import _dataset_cfg, model_layout, task_scope
-from .detection import DETECTION_OUTPUTS, detection_graph
+from .detection import detection_graph
 from .features import ExportError
 from .ops import ONNX_TRANSLATIONS
 from .segmentation import SegmentationGraph
@@ -58,10 +58,6 @@ def build_graph(model,
     return graph.eval()
 
 
-def output_names(graph: nn.Module) -> List[str]:
-    return list(getattr(graph, 'output_names', DETECTION_OUTPUTS))
-
-
 def _test_resize(cfg) -> Optional[Tuple[int, int]]:
     """``(height, width)`` the test pipeline resizes to, if it has one fixed
     scale (mmcv's ``scale`` is ``(width, height)``)."""
@@ -77,7 +73,7 @@ def preprocessed_shape(model, height: int, width: int) -> Tuple[int, int]:
     """The network input size the data preprocessor gives for an image of
     ``height x width`` (after its padding)."""
     layout = model_layout(model)
-    sample = _sample(model, height, width)
+    sample = data_sample(model, height, width)
     data = dict(
         inputs=[torch.zeros(layout.num_channels, height, width, dtype=torch.uint8)],
         data_samples=[sample])
@@ -86,7 +82,9 @@ def preprocessed_shape(model, height: int, width: int) -> Tuple[int, int]:
     return tuple(int(v) for v in out['inputs'].shape[-2:])
 
 
-def _sample(model, height: int, width: int):
+def data_sample(model, height: int, width: int):
+    """An empty data sample of the model's task for a ``height x width`` image
+    that the test pipeline left as it was (scale factor 1)."""
     meta = dict(
         img_shape=(height, width), ori_shape=(height, width), scale_factor=(1.0, 1.0))
     if task_scope(model.cfg) == 'mmdet':
@@ -134,14 +132,10 @@ def example_inputs(input_names: Sequence[str], layout, height: int, width: int,
     return tuple(inputs[name] for name in input_names)
 
 
-def _module_paths(graph: nn.Module) -> Dict[int, str]:
-    return {id(m): name for name, m in graph.named_modules()}
-
-
 def _failing_module(error: BaseException, graph: nn.Module) -> Optional[str]:
     """The innermost module of ``graph`` whose ``forward`` was running when
     ``error`` was raised (tracing runs the Python code)."""
-    paths = _module_paths(graph)
+    paths = {id(m): name for name, m in graph.named_modules()}
     found = None
     for frame, _ in traceback.walk_tb(error.__traceback__):
         module = frame.f_locals.get('self')
@@ -188,6 +182,11 @@ ADVICE = ('Replace it with layers made of standard PyTorch operators, or give it
           'mwam_mm.deploy.ops.ONNX_TRANSLATIONS)')
 
 
+def _export_error(what: str, error: BaseException) -> ExportError:
+    return ExportError(f'{what}: {type(error).__name__}: {_first_line(error)}. '
+                       f'{ADVICE}')
+
+
 def trace_program(graph: nn.Module, args: tuple, dynamic_batch: bool):
     """``torch.export`` of the graph; a failure names the module."""
     dynamic_shapes = None
@@ -199,13 +198,9 @@ def trace_program(graph: nn.Module, args: tuple, dynamic_batch: bool):
             graph, args, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as error:  # any tracing failure: say where
         where = _failing_module(error, graph)
-        if where is None:
-            raise ExportError(f'the model cannot be traced for ONNX: '
-                              f'{type(error).__name__}: {_first_line(error)}. '
-                              f'{ADVICE}') from error
-        raise ExportError(f'the module {where} cannot be exported to ONNX: '
-                          f'{type(error).__name__}: {_first_line(error)}. '
-                          f'{ADVICE}') from error
+        what = 'the model cannot be traced for ONNX' if where is None else \
+            f'the module {where} cannot be exported to ONNX'
+        raise _export_error(what, error) from error
 
 
 def to_onnx(program, args: tuple, out_file: str, input_names: List[str],
@@ -231,9 +226,7 @@ def to_onnx(program, args: tuple, out_file: str, input_names: List[str],
         print(chatter.getvalue(), end='')
         modules = _modules_of_failed_op(program, str(error))
         where = ('the module ' + ', '.join(modules[:3])) if modules else 'the model'
-        raise ExportError(f'{where} cannot be exported to ONNX: '
-                          f'{type(error).__name__}: {_first_line(error)}. '
-                          f'{ADVICE}') from error
+        raise _export_error(f'{where} cannot be exported to ONNX', error) from error
 
 
 def describe(model, graph: nn.Module, height: int, width: int, dynamic_batch: bool,
@@ -280,12 +273,7 @@ def describe(model, graph: nn.Module, height: int, width: int, dynamic_batch: bo
             shape=[batch, 'classes', height, width],
             meaning='logits resized to the padded input (mmseg crops and resizes '
             'them bilinearly to the original size, then takes the argmax)'))
-    names_out = output_names(graph)
-    # the shortest decimal of each float32 value (123.675, not 123.67500305)
-    mean = [float(str(v)) for v in preprocessor.mean.view(-1).numpy()]
-    std = [float(str(v)) for v in preprocessor.std.view(-1).numpy()]
-    order = getattr(preprocessor, '_channel_order', None) or list(
-        range(layout.num_channels))
+    names_out = graph.output_names
     return dict(
         format=META_FORMAT,
         version=META_VERSION,
@@ -302,9 +290,7 @@ def describe(model, graph: nn.Module, height: int, width: int, dynamic_batch: bo
                  for name in names_out},
         preprocessing=dict(
             test_pipeline=copy.deepcopy(_dataset_cfg(cfg).pipeline),
-            channel_order=list(order),
-            mean=mean,
-            std=std,
+            **normalisation(preprocessor, layout),
             pad_size_divisor=getattr(preprocessor, 'pad_size_divisor', None)
             or getattr(preprocessor, 'size_divisor', None),
             pad_value=getattr(preprocessor, 'pad_value',
@@ -316,6 +302,17 @@ def describe(model, graph: nn.Module, height: int, width: int, dynamic_batch: bo
         classes=list((model.dataset_meta or {}).get('classes') or []),
         palette=(model.dataset_meta or {}).get('palette'),
         config=cfg.pretty_text)
+
+
+def normalisation(preprocessor, layout) -> dict:
+    """The RGB-T data preprocessor's ``channel_order``, ``mean`` and ``std``,
+    each float32 value as its shortest decimal (123.675, not 123.67500305)."""
+    return dict(
+        channel_order=list(
+            getattr(preprocessor, '_channel_order', None)
+            or range(layout.num_channels)),
+        mean=[float(str(v)) for v in preprocessor.mean.view(-1).numpy()],
+        std=[float(str(v)) for v in preprocessor.std.view(-1).numpy()])
 
 
 def _test_cfg(model) -> dict:
@@ -402,7 +399,7 @@ def export_onnx(model,
     scope = task_scope(model.cfg)
     with DefaultScope.overwrite_default_scope(scope):
         program = trace_program(graph, args, dynamic_batch)
-        to_onnx(program, args, out_file, list(graph.input_names), output_names(graph),
+        to_onnx(program, args, out_file, list(graph.input_names), graph.output_names,
                 opset)
     written = {
         o.domain or 'ai.onnx': o.version
@@ -425,5 +422,5 @@ def export_onnx(model,
         got = session.run(None, feeds)
         with torch.no_grad():
             expected = graph(*args)
-        meta = dict(meta, verify=compare_outputs(expected, got, output_names(graph)))
+        meta = dict(meta, verify=compare_outputs(expected, got, graph.output_names))
     return meta

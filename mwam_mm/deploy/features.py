@@ -8,7 +8,7 @@ features exactly (``torch.where``), a missing one gets the substitute's zeros,
 and the fusion modules always see the mask (an all-True mask is a no-op for
 them, by their contract).
 """
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -48,6 +48,32 @@ def check_exportable_backbone(backbone: nn.Module, with_presence: bool) -> None:
                 '`presence` argument in its forward, so a graph with a presence '
                 'input cannot pass it the mask; add `presence=None` to its forward '
                 'or export with --no-presence')
+
+
+class RGBTGraph(nn.Module):
+    """What every export module shares: the model, whether the graph takes a
+    ``presence`` input, and the features after the neck (:func:`fused_features`).
+
+    Args:
+        model: The RGB-T detector or segmentor (eval mode).
+        with_presence (bool): Take a ``presence`` input.
+    """
+
+    def __init__(self, model: nn.Module, with_presence: bool = True):
+        super().__init__()
+        check_exportable_backbone(model.backbone, with_presence)
+        self.model = model
+        self.with_presence = with_presence
+
+    def presence_input(self) -> List[str]:
+        return ['presence'] if self.with_presence else []
+
+    def features(self,
+                 image: torch.Tensor,
+                 presence: Optional[torch.Tensor] = None) -> tuple:
+        """The backbone's fused levels, through the neck when there is one."""
+        feats = fused_features(self.model.backbone, image, presence)
+        return self.model.neck(feats) if self.model.with_neck else feats
 
 
 def presence_with_ignored(backbone: DualStreamBackbone,

@@ -14,7 +14,7 @@ are cropped and resized as mmseg's ``postprocess_result`` does.
 """
 import json
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from mmengine.structures import InstanceData, PixelData
 from ..apis.inference import _config_metainfo, task_scope
 from ..modality import ModalityLayout
 from ..presence import presence_from_data_samples
-from .export import META_FORMAT, META_VERSION, _plain, meta_path
+from .export import META_FORMAT, META_VERSION, _plain, meta_path, normalisation
 
 REQUIRED_KEYS = ('task', 'input_size', 'modalities', 'inputs', 'outputs',
                  'preprocessing', 'postprocessing', 'config')
@@ -138,11 +138,7 @@ class ONNXRuntimeRGBTModel:
         """The config's normalisation and test settings must be the graph's:
         those are fixed at export."""
         pre = self.meta['preprocessing']
-        mean = [float(str(v)) for v in self.data_preprocessor.mean.view(-1).numpy()]
-        std = [float(str(v)) for v in self.data_preprocessor.std.view(-1).numpy()]
-        order = getattr(self.data_preprocessor, '_channel_order', None) or list(
-            range(self.layout.num_channels))
-        given = dict(mean=mean, std=std, channel_order=list(order))
+        given = normalisation(self.data_preprocessor, self.layout)
         for key, value in given.items():
             if key in pre and list(pre[key]) != value:
                 raise ValueError(f'the config\'s data preprocessor has {key} {value}, '
@@ -313,8 +309,3 @@ def _flip(tensor: torch.Tensor, meta: dict) -> torch.Tensor:
         return tensor
     return tensor.flip(
         dims=(-1, ) if meta.get('flip_direction') == 'horizontal' else (-2, ))
-
-
-def output_names_of(onnx_file: str) -> List[str]:
-    """The outputs of an exported graph (from its JSON)."""
-    return list(load_meta(onnx_file)['outputs'])

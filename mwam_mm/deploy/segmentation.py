@@ -11,15 +11,14 @@ left to the caller: it depends on each image's size.
 from typing import List, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.segmentors import CascadeEncoderDecoder, EncoderDecoder
 
-from .features import ExportError, check_exportable_backbone, fused_features
+from .features import ExportError, RGBTGraph
 
 
-class SegmentationGraph(nn.Module):
+class SegmentationGraph(RGBTGraph):
     """An RGB-T encoder-decoder segmentor as a graph.
 
     Args:
@@ -33,7 +32,6 @@ class SegmentationGraph(nn.Module):
                  model: EncoderDecoder,
                  with_presence: bool = True,
                  with_logits: bool = False):
-        super().__init__()
         if not isinstance(model, EncoderDecoder) or \
                 isinstance(model, CascadeEncoderDecoder):
             raise ExportError(f'{type(model).__name__} is not an mmseg '
@@ -44,33 +42,27 @@ class SegmentationGraph(nn.Module):
             raise ExportError(
                 f'decode_head is {type(head).__name__}, whose predict_by_feat is '
                 "its own; the export reproduces mmseg's (resize to the input)")
-        check_exportable_backbone(model.backbone, with_presence)
+        super().__init__(model, with_presence)
         mode = (model.test_cfg or {}).get('mode', 'whole')
         if mode != 'whole':
             raise ExportError(
                 f"the segmentor's test_cfg.mode is {mode!r}; the export runs the "
                 "whole image at once: set model.test_cfg=dict(mode='whole') "
                 '(--cfg-options) and give --shape the size to export')
-        self.model = model
-        self.with_presence = with_presence
         self.with_logits = with_logits
 
     @property
     def input_names(self) -> List[str]:
-        return ['image'] + (['presence'] if self.with_presence else [])
+        return ['image'] + self.presence_input()
 
     @property
     def output_names(self) -> List[str]:
         return ['seg_map'] + (['seg_logits'] if self.with_logits else [])
 
     def forward(self, image: torch.Tensor, presence: Optional[torch.Tensor] = None):
-        model = self.model
-        feats = fused_features(model.backbone, image, presence)
-        if model.with_neck:
-            feats = model.neck(feats)
-        head = model.decode_head
+        head = self.model.decode_head
         logits = F.interpolate(
-            head.forward(feats),
+            head.forward(self.features(image, presence)),
             size=image.shape[-2:],
             mode='bilinear',
             align_corners=head.align_corners)

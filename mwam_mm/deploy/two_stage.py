@@ -9,10 +9,9 @@ results are mmdet's. Each RoI is pooled at every pyramid level and the level
 mmdet's ``SingleRoIExtractor`` maps it to is selected (no data-dependent
 gather).
 """
-from typing import List, Optional
+from typing import Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.ops import RoIAlign
 from mmdet.models.dense_heads import RPNHead
@@ -20,9 +19,9 @@ from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
 
-from .detection import (anchor_candidates, check_test_cfg, clip_boxes, min_size_filter,
-                        nms_and_top, rescale_boxes)
-from .features import ExportError, check_exportable_backbone, fused_features
+from .detection import (DetectionGraph, anchor_candidates, check_test_cfg, clip_boxes,
+                        min_size_filter, nms_and_top, rescale_boxes)
+from .features import ExportError
 from .ops import roi_align
 
 
@@ -51,6 +50,11 @@ def _check_two_stage(model) -> None:
                 f'roi_head.bbox_roi_extractor.roi_layers.{index} is {layer!r}; the '
                 "export supports mmcv's RoIAlign with pool_mode='avg', "
                 'aligned=True (ONNX RoiAlign, half-pixel coordinates)')
+        height, width = layer.output_size
+        if height != width:
+            raise ExportError(
+                f'roi_head.bbox_roi_extractor.roi_layers.{index} has output_size '
+                f'{layer.output_size}: the export needs a square one')
     check_test_cfg(rpn.test_cfg, 'model.test_cfg.rpn')
     check_test_cfg(roi_head.test_cfg, 'model.test_cfg.rcnn', dense=False)
     box_head = roi_head.bbox_head
@@ -62,7 +66,7 @@ def _check_two_stage(model) -> None:
                           'scores), e.g. Shared2FCBBoxHead')
 
 
-class TwoStageDetectionGraph(nn.Module):
+class TwoStageDetectionGraph(DetectionGraph):
     """An RGB-T two-stage detector (RPN + StandardRoIHead) as a graph.
 
     Args:
@@ -71,16 +75,8 @@ class TwoStageDetectionGraph(nn.Module):
     """
 
     def __init__(self, model, with_presence: bool = True):
-        super().__init__()
-        check_exportable_backbone(model.backbone, with_presence)
+        super().__init__(model, with_presence)
         _check_two_stage(model)
-        self.model = model
-        self.with_presence = with_presence
-
-    @property
-    def input_names(self) -> List[str]:
-        return ['image', 'image_shape', 'scale_factor'] + \
-            (['presence'] if self.with_presence else [])
 
     def proposals(self, feats: tuple, image_shape: torch.Tensor) -> tuple:
         """mmdet's RPN proposals (``rescale=False``): ``(B, P, 4)`` boxes and a
@@ -113,12 +109,8 @@ class TwoStageDetectionGraph(nn.Module):
 
     @staticmethod
     def _align(layer: RoIAlign, feats: torch.Tensor, rois: torch.Tensor):
-        height, width = layer.output_size
-        if height != width:
-            raise ExportError(f'RoIAlign output_size {layer.output_size}: the export '
-                              'needs a square one')
-        return roi_align(feats, rois, int(height), float(layer.spatial_scale),
-                         int(layer.sampling_ratio))
+        return roi_align(feats, rois, int(layer.output_size[0]),
+                         float(layer.spatial_scale), int(layer.sampling_ratio))
 
     def forward(self,
                 image: torch.Tensor,
@@ -126,9 +118,7 @@ class TwoStageDetectionGraph(nn.Module):
                 scale_factor: torch.Tensor,
                 presence: Optional[torch.Tensor] = None) -> tuple:
         model = self.model
-        feats = fused_features(model.backbone, image, presence)
-        if model.with_neck:
-            feats = model.neck(feats)
+        feats = self.features(image, presence)
         proposals, proposal_valid = self.proposals(feats, image_shape)
         batch, count = proposals.shape[:2]
         image_index = torch.arange(

@@ -282,11 +282,21 @@ def evaluate_subsets(
     check_scenarios([scenario])
     test = _TestRunner(runner, metric, None)
     scores = {}
-    with test.session(), dead_camera_check(runner, scenario):
+    with test.session():
         for subset in subsets or layout.non_empty_subsets():
-            scores[subset_name(subset)], _ = test(
-                lambda p, s=subset: blanking_pipeline(p, layout, s, fill, scenario))
+            scores[subset_name(subset)], _ = _test_subset(test, layout, subset, fill,
+                                                          scenario)
     return test.metric, scores
+
+
+def _test_subset(test: _TestRunner, layout: ModalityLayout, subset: Subset, fill: str,
+                 scenario: str) -> Tuple[float, dict]:
+    """One test run with only ``subset`` present: the others blanked (and marked,
+    in ``missing``), the dead-camera check as the scenario says."""
+    check = dead_camera_check(test.runner, scenario) \
+        if tuple(subset) != tuple(layout.names) else contextlib.nullcontext()
+    with check:
+        return test(lambda p: blanking_pipeline(p, layout, subset, fill, scenario))
 
 
 def evaluate_scenarios(
@@ -388,11 +398,7 @@ def _evaluate(test: _TestRunner, layout: ModalityLayout, fill: str,
                 score, by_split = shared
             else:
                 say(f'testing {name} ({scenario})')
-                check = dead_camera_check(test.runner, scenario) if subset != full \
-                    else contextlib.nullcontext()
-                with check:
-                    score, by_split = test(lambda p, s=subset, c=scenario:
-                                           blanking_pipeline(p, layout, s, fill, c))
+                score, by_split = _test_subset(test, layout, subset, fill, scenario)
                 if subset == full:
                     shared = (score, by_split)
             scores[name] = score

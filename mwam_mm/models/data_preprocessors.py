@@ -196,8 +196,7 @@ class DeadCameraCheck:
         """Add each sample's dead cameras to its ``missing_modalities``."""
         if not samples:
             return
-        images = list(inputs) if not isinstance(inputs, torch.Tensor) else inputs
-        for index, (image, sample) in enumerate(zip(images, samples)):
+        for index, (image, sample) in enumerate(zip(inputs, samples)):
             dead = self.dead(image)
             if not dead:
                 continue

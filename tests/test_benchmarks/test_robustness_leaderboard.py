@@ -3,7 +3,6 @@ iterations per run, two variants and the RGB ceiling, two seeds; then the same
 command again (nothing retrained), tools/robustness.py's degradations on one of
 its models, other test settings (tested again, not retrained) and another
 schedule (refused)."""
-import importlib.util
 import json
 import math
 import os
@@ -13,15 +12,11 @@ import statistics
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.scripts import load_script
 
 
 def load_module(folder, name):
-    path = osp.join(ROOT, folder, name)
-    spec = importlib.util.spec_from_file_location(f'_{folder}_{name[:-3]}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f'{folder}/{name}', '_leaderboard')
 
 
 def test_smoke_leaderboard_structure_statistics_and_resume(tmp_path, capsys):

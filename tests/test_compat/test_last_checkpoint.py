@@ -1,17 +1,15 @@
 """Auto-resume (``--resume`` without a path) with an empty or stale
 ``work_dir/last_checkpoint``: a clear error naming the pointer and the newest
 readable checkpoint, before the runner is built."""
-import importlib.util
 import os
-import os.path as osp
 import sys
 import time
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
 from tests.helpers.configs import tiny_config
+from tests.helpers.scripts import load_script
 
 SYNTHETIC = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
 
@@ -94,10 +92,7 @@ def test_train_resume_with_an_empty_pointer_fails_before_the_runner(
     config = str(tmp_path / 'tiny.py')
     tiny_config(SYNTHETIC, synthetic_root, str(work)).dump(config)
 
-    path = osp.join(ROOT, 'tools', 'train.py')
-    spec = importlib.util.spec_from_file_location('_tools_train_resume', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script('tools/train.py', '_resume')
 
     def no_runner(cfg):
         raise AssertionError('the runner was built before the pointer was checked')

@@ -13,6 +13,11 @@ from tests.test_datasets._tiny_layouts import (copy_kaist, llvip_prefix, write_l
                                                write_text)
 
 
+def llvip_split(root):
+    return LLVIPDataset(
+        data_root=root, data_prefix=llvip_prefix(), ann_file='split.txt', pipeline=[])
+
+
 def test_llvip_split_file_with_a_repeated_sample_is_refused(tmp_path):
     root = str(tmp_path)
     write_llvip(root)
@@ -22,11 +27,7 @@ def test_llvip_split_file_with_a_repeated_sample_is_refused(tmp_path):
             ValueError,
             match=rf'{split}: line 4: sample 010001 is listed twice '
             r'\(first on line 1\)'):
-        LLVIPDataset(
-            data_root=root,
-            data_prefix=llvip_prefix(),
-            ann_file='split.txt',
-            pipeline=[])
+        llvip_split(root)
 
 
 def test_repeated_three_times_names_every_line(tmp_path):
@@ -37,11 +38,7 @@ def test_repeated_three_times_names_every_line(tmp_path):
             ValueError,
             match=r'sample 010002 is listed 3 times \(first on line 1; '
             r'lines 1, 3, 4\)'):
-        LLVIPDataset(
-            data_root=root,
-            data_prefix=llvip_prefix(),
-            ann_file='split.txt',
-            pipeline=[])
+        llvip_split(root)
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,12 @@
 """Exported models shared by the deploy tests: each export takes 20-60 s on two
 cores, so each graph is exported once per session."""
 import glob
-import importlib.util
 import os.path as osp
 
 import pytest
 
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA
+from tests.helpers.scripts import load_script
 from tests.test_apis.test_inference import trained_detector, trained_segmentor
 
 LLVIP_PAIR = (osp.join(DATA, 'llvip_mini', 'visible', 'test', '190001.jpg'),
@@ -16,12 +16,7 @@ _EXPORTED = {}
 
 def load_tool(script):
     """A script of tools/ as a module (its ``main(argv)`` runs in-process)."""
-    path = osp.join(ROOT, script)
-    name = '_deploy_' + script.replace('/', '_')[:-3]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(script, '_deploy')
 
 
 def synthetic_test_pairs(root):
@@ -37,7 +32,9 @@ def spread_scores(checkpoint: str, out: str, factor: float = 30.0) -> str:
     scores spread over (0, 1) and a comparison of rankings means something.
     """
     import torch
-    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+
+    from mwam_mm.compat.checkpoint import load_local_checkpoint
+    state = load_local_checkpoint(checkpoint, map_location='cpu')
     state['state_dict']['bbox_head.retina_cls.weight'] *= factor
     torch.save(state, out)
     return out

@@ -1,5 +1,4 @@
 """tools/train.py --amp on a machine without CUDA: bfloat16 CPU autocast."""
-import importlib.util
 import os.path as osp
 import sys
 
@@ -9,8 +8,8 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
-from tests.conftest import ROOT
 from tests.helpers.configs import tiny_config
+from tests.helpers.scripts import load_script
 
 SYNTHETIC = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
 
@@ -20,11 +19,7 @@ needs_cpu_only = pytest.mark.skipif(
 
 def train_tool():
     """tools/train.py as a module (its globals can be patched)."""
-    path = osp.join(ROOT, 'tools', 'train.py')
-    spec = importlib.util.spec_from_file_location('_tools_train_amp', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/train.py', '_amp')
 
 
 @needs_cpu_only

@@ -2,13 +2,12 @@
 argparse, with a message naming the option and the minimum."""
 import argparse
 import functools
-import importlib.util
 import os.path as osp
 import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.scripts import load_script
 
 # script, the arguments it needs besides the option, and its count options with
 # their minimum (or (minimum, maximum))
@@ -97,12 +96,7 @@ CASES = [(script, option, bound) for script, (_, options) in SCRIPTS.items()
 
 @functools.lru_cache(maxsize=None)
 def load(script):
-    path = osp.join(ROOT, script)
-    name = '_opts_' + script.replace('/', '_')[:-3]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(script, '_opts')
 
 
 def parse(script, argv, monkeypatch):
