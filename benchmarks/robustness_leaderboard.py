@@ -19,7 +19,8 @@ needs (the demo passes a smaller preset).
     python benchmarks/robustness_leaderboard.py [--config BASE.py]
         [--variants baseline moddrop ...] [--seeds 0 1 2 3 4] [--control VARIANT ...]
         [--work-dir DIR]
-        [--epochs N | --max-iters N] [--data-root DIR]
+        [--epochs N | --max-iters N] [--reference-epochs N] [--curve-interval K]
+        [--data-root DIR]
         [--data-seed S --night-fraction F --width W --height H
          --num-train N --num-test N]                 (synthetic config only)
         [--scenarios blank missing blank-detected] [--degradations noise blur ...]
@@ -65,7 +66,8 @@ def parse_args(argv=None):
         '--config',
         default=lb.SYNTHETIC_CONFIG,
         help='the family\'s base config, which the variants\' method overlays are '
-        'applied to (default: the synthetic detector)')
+        'applied to (default: the synthetic detector; the synthetic segmenter is '
+        f'{lb.repo_relative(lb.SYNTHETIC_SEG_CONFIG)})')
     parser.add_argument(
         '--variants',
         nargs='+',
@@ -90,6 +92,18 @@ def parse_args(argv=None):
         type=runner_utils.positive_int,
         help='train this many iterations (an epoch-based config: the smoke mode, '
         'no schedulers)')
+    parser.add_argument(
+        '--reference-epochs',
+        type=runner_utils.positive_int,
+        help='train the unimodal references (the ceilings) this many epochs, until '
+        'their score stops improving (see --curve-interval); default: as the '
+        'others')
+    parser.add_argument(
+        '--curve-interval',
+        type=runner_utils.positive_int,
+        help='validate the references every this many epochs (iterations for a '
+        'config trained by iterations) while they train: their training curve and '
+        'whether it has converged, in the report')
     parser.add_argument(
         '--batch-size', type=runner_utils.positive_int, help='default: the config\'s')
     parser.add_argument(
@@ -161,12 +175,29 @@ def data_options(args) -> dict:
     # a claim's test set: at least 300 scenes (the generator's default is 100)
     params = dict(lb.SYNTHETIC_DEFAULTS, num_test=CLAIM_NUM_TEST)
     params.update({('seed' if k == 'data_seed' else k): v for k, v in given.items()})
-    root = args.data_root or lb.default_synthetic_root(**params)
-    lb.ensure_synthetic_data(root, log=log, **params)
+    try:
+        task = lb.synthetic_task(args.config)
+    except ValueError as e:
+        raise SystemExit(f'{lb.TAG} {e}')
+    root = args.data_root or lb.default_synthetic_root(task, **params)
+    lb.ensure_synthetic_data(root, log=log, task=task, **params)
     return dict(
         cfg_options=lb.data_root_options(root),
         test_scale=(params['width'], params['height']),
-        synthetic=dict(root=root, **params))
+        synthetic=dict(root=root, task=task, **params))
+
+
+def stream_checkpoints(args, variant: str, seed: int, options) -> dict:
+    """``{modality: checkpoint}`` of the same seed's reference runs that
+    ``variant``'s streams start from (empty for most variants): each reference's
+    final checkpoint in its run dir."""
+    checkpoints = {}
+    for source in lb.stream_sources(variant):
+        run_dir = osp.join(args.work_dir, 'runs', source, f'seed{seed}')
+        cfg = lb.build_run_config(args.config, run_dir, seed, options, source)
+        checkpoints[lb.ceiling_modality(source)] = osp.abspath(
+            osp.join(run_dir, lb.final_checkpoint(cfg)))
+    return checkpoints
 
 
 def main(argv=None):
@@ -187,6 +218,8 @@ def main(argv=None):
     options = lb.RunOptions(
         epochs=args.epochs,
         max_iters=args.max_iters,
+        reference_epochs=args.reference_epochs,
+        curve_interval=args.curve_interval,
         batch_size=args.batch_size,
         cfg_options=dict(data['cfg_options'], **(args.cfg_options or {})),
         test_scale=data.get('test_scale'),
@@ -199,21 +232,28 @@ def main(argv=None):
     if not args.scenarios and not degradation_tests:
         raise SystemExit(f'{lb.TAG} nothing to test: no scenario and no degradation')
 
-    plan = []  # (variant, seed, run dir, result path, status)
+    for variant in variants:  # cmpt-frozen starts from the references' streams
+        absent = [v for v in lb.stream_sources(variant) if v not in variants]
+        if absent:
+            raise SystemExit(f'{lb.TAG} {variant} starts its streams from the runs of '
+                             f'{absent} of the same seed: add them to --variants')
+    plan = []  # (variant, seed, run dir, result path, status, stream checkpoints)
     for seed in args.seeds:  # seed-major: every variant has a score early
         for variant in variants:
             run_dir = osp.join(args.work_dir, 'runs', variant, f'seed{seed}')
             path = osp.join(run_dir, lb.RESULT_FILE)
             if args.force and osp.isdir(run_dir):
                 shutil.rmtree(run_dir)
-            cfg = lb.build_run_config(args.config, run_dir, seed, options, variant)
+            checkpoints = stream_checkpoints(args, variant, seed, options)
+            cfg = lb.build_run_config(args.config, run_dir, seed, options, variant,
+                                      checkpoints)
             setup = lb.training_setup(cfg, args.config, seed, variant)
             try:
                 status = lb.stored_status(run_dir, setup, options.evaluation())
             except ValueError as e:
                 raise SystemExit(f'{lb.TAG} {e}')
-            plan.append((variant, seed, run_dir, path, status))
-    to_do = sum(status != 'done' for *_, status in plan)
+            plan.append((variant, seed, run_dir, path, status, checkpoints))
+    to_do = sum(status != 'done' for *_, status, _ in plan)
     log(f'{len(plan)} runs ({len(variants)} variants x {len(args.seeds)} seeds), '
         f'{len(plan) - to_do} finished before; work dir {args.work_dir}')
     jobs = args.jobs or lb.default_jobs()
@@ -223,31 +263,35 @@ def main(argv=None):
     results = {v: {} for v in variants}
     failed = []
     pending = []
-    for variant, seed, run_dir, path, status in plan:
+    for variant, seed, run_dir, path, status, checkpoints in plan:
         if status == 'done':
             results[variant][seed] = lb.load_result(path)
             print(progress.line(variant, seed, None), flush=True)
         else:
-            pending.append((args.config, run_dir, seed, options, variant, path))
+            pending.append(
+                (args.config, run_dir, seed, options, variant, path, checkpoints))
     if jobs > 1:  # the longest runs first, so that no worker idles at the end
         pending.sort(key=lambda job: -lb.expected_cost(job[4]))
     if pending:
         log(f'{len(pending)} run(s) to do, {min(jobs, len(pending))} at a time')
-    for job, result, error, seconds in lb.run_jobs(pending, jobs):
-        _, run_dir, seed, _, variant, _ = job
-        if error is not None:  # one broken variant does not stop the others
-            os.makedirs(run_dir, exist_ok=True)
-            with open(osp.join(run_dir, 'error.txt'), 'w') as f:
-                f.write(error)
-            last = error.strip().splitlines()[-1]
-            failed.append(f'{variant} seed {seed}: {last} (traceback in '
-                          f'{osp.join(run_dir, "error.txt")})')
-            print(
-                progress.line(variant, seed, seconds) + f' (FAILED: {last})',
-                flush=True)
-            continue
-        results[variant][seed] = result
-        print(progress.line(variant, seed, seconds), flush=True)
+    # runs that start from other runs' checkpoints go after them
+    waves = [[job for job in pending if not job[6]], [job for job in pending if job[6]]]
+    for wave in waves:
+        for job, result, error, seconds in lb.run_jobs(wave, jobs):
+            run_dir, seed, variant = job[1], job[2], job[4]
+            if error is not None:  # one broken variant does not stop the others
+                os.makedirs(run_dir, exist_ok=True)
+                with open(osp.join(run_dir, 'error.txt'), 'w') as f:
+                    f.write(error)
+                last = error.strip().splitlines()[-1]
+                failed.append(f'{variant} seed {seed}: {last} (traceback in '
+                              f'{osp.join(run_dir, "error.txt")})')
+                print(
+                    progress.line(variant, seed, seconds) + f' (FAILED: {last})',
+                    flush=True)
+                continue
+            results[variant][seed] = result
+            print(progress.line(variant, seed, seconds), flush=True)
     # in the order of the seeds, whatever order the runs ended in
     results = {v: [rs[k] for k in sorted(rs)] for v, rs in results.items()}
 
@@ -264,6 +308,8 @@ def main(argv=None):
         variant_names=variants,
         epochs=args.epochs,
         max_iters=args.max_iters,
+        reference_epochs=args.reference_epochs,
+        curve_interval=args.curve_interval,
         fill=args.fill,
         data=data.get('synthetic') or dict(root=args.data_root),
         train_seconds={

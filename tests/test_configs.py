@@ -6,6 +6,7 @@ import os.path as osp
 import re
 
 import pytest
+import torch
 from mmcv.transforms import Compose
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
@@ -36,7 +37,8 @@ def test_configs_are_discovered():
     overlays = {osp.basename(p)[:-len('.py')] for p in METHODS}
     assert {
         'moddrop', 'moddrop-input', 'mwam', 'mwam-update', 'mwam-robust', 'ogm-ge',
-        'rsc-md', 'rsc-view', 'btw', 'cmpt', 'unimodal-rgb', 'unimodal-thermal'
+        'rsc-md', 'rsc-view', 'btw', 'cmpt', 'cmpt-frozen', 'unimodal-rgb',
+        'unimodal-thermal'
     } <= overlays
     for dataset in ('mfnet', 'pst900', 'fmb'):
         for model in ('deeplabv3plus_dual-r18-d8_1xb2-80k',
@@ -54,6 +56,13 @@ def test_configs_are_discovered():
         plain = f'configs/detection/{detector}_dual-r18_fpn_1xb8-12e_kaist.py'
         assert {plain, plain.replace('.py', '_mwam.py')} <= set(names)
     synthetic = 'configs/detection/retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py'
+    assert synthetic.replace('.py', '_cmpt-frozen.py') in names
+    # the segmentation family of the benchmark has a leaf per method variant
+    synthetic_seg = ('configs/segmentation/'
+                     'deeplabv3plus_dual-r18-slim-d8_1xb8-12e_synthetic.py')
+    for suffix in ('', '_moddrop', '_moddrop-mwam', '_mwam', '_ogm-ge', '_rsc-md',
+                   '_btw', '_cmpt', '_rsc-view', '_unimodal-rgb', '_unimodal-thermal'):
+        assert synthetic_seg.replace('.py', f'{suffix}.py') in names
     deeplab = 'configs/segmentation/deeplabv3plus_dual-r18-d8_1xb2-80k_mfnet.py'
     segformer = 'configs/segmentation/segformer_dual-mit-b0_1xb2-160k_mfnet.py'
     for plain in (synthetic, deeplab, segformer):
@@ -73,6 +82,9 @@ def test_configs_are_discovered():
             assert plain.replace('.py', f'{suffix}.py') in names
     for suffix in ('_unimodal-rgb', '_unimodal-thermal', '_rsc-view'):
         assert synthetic.replace('.py', f'{suffix}.py') in names
+    # rsc-view for every model family: both detectors and both segmentors
+    for plain in gradient_level[1:] + [segformer]:
+        assert plain.replace('.py', '_rsc-view.py') in names
 
 
 @pytest.mark.parametrize('path', METHODS, ids=rel)
@@ -152,9 +164,19 @@ def layouts(tmp_path_factory):
         classes=('person', ))
     synthetic = str(root / 'synthetic')
     make_synthetic_rgbt(synthetic, seed=2, num_train=4, num_test=2, width=96, height=80)
+    synthetic_seg = str(root / 'synthetic_seg')
+    make_synthetic_rgbt(
+        synthetic_seg,
+        seed=2,
+        num_train=4,
+        num_test=2,
+        width=96,
+        height=80,
+        task='segmentation')
     return dict(
         llvip=llvip,
         synthetic=synthetic,
+        synthetic_seg=synthetic_seg,
         flir_aligned=write_flir(str(root / 'flir'), num=4),
         m3fd=write_m3fd(str(root / 'm3fd'), num=4),
         kaist=write_kaist(str(root / 'kaist')),
@@ -166,6 +188,23 @@ def layouts(tmp_path_factory):
 DETECTION = [p for p in CONFIGS if '/detection/' in p]
 
 
+def stream_checkpoints_from_references(cfg: Config, path: str, tmp_path) -> None:
+    """A leaf whose streams start from its unimodal references' checkpoints
+    (``_cmpt-frozen``) gets freshly built references, saved: their streams must
+    load by the leaf's prefixes."""
+    streams = cfg.model.backbone.get('streams') or {}
+    for modality, stream in streams.items():
+        init = stream.get('init_cfg') or {}
+        if init.get('type') != 'Pretrained':
+            continue
+        reference = re.sub(r'_cmpt-frozen\.py$', f'_unimodal-{modality}.py', path)
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            model = MODELS.build(copy.deepcopy(Config.fromfile(reference).model))
+        checkpoint = str(tmp_path / f'{modality}.pth')
+        torch.save(dict(state_dict=model.state_dict()), checkpoint)
+        init['checkpoint'] = checkpoint
+
+
 @pytest.mark.parametrize('path', DETECTION, ids=rel)
 def test_detection_config_trains_and_tests_on_generated_data(path, layouts, tmp_path):
     dataset = next(
@@ -173,6 +212,7 @@ def test_detection_config_trains_and_tests_on_generated_data(path, layouts, tmp_
         if d in osp.basename(path))
     # the same pipeline steps at a small scale: the real configs resize to 640x512
     cfg = shrink_pipelines(tiny_config(path, layouts[dataset], str(tmp_path), iters=2))
+    stream_checkpoints_from_references(cfg, path, tmp_path)
     runner = build_runner(cfg)
     runner.train()
     metrics = runner.test()
@@ -188,7 +228,9 @@ SEGMENTATION = [p for p in CONFIGS if '/segmentation/' in p]
 @pytest.mark.parametrize('path', SEGMENTATION, ids=rel)
 def test_segmentation_config_trains_tests_and_blanks_on_generated_data(
         path, layouts, tmp_path):
-    dataset = next(d for d in ('mfnet', 'pst900', 'fmb') if d in osp.basename(path))
+    name = osp.basename(path)
+    dataset = 'synthetic_seg' if 'synthetic' in name else next(
+        d for d in ('mfnet', 'pst900', 'fmb') if d in name)
     # batch 2: DeepLabV3+'s image pooling normalises a 1x1 map over the batch
     cfg = shrink_pipelines(
         tiny_config(path, layouts[dataset], str(tmp_path), iters=1, batch_size=2))

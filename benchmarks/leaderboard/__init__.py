@@ -30,33 +30,39 @@ model no input, and the other camera is ignored either way, so ``blank`` and
 scenarios. A single-camera score's fraction of its ceiling is the ratio of the
 two means over seeds.
 """
-from .board import aggregate
-from .data import (SYNTHETIC_DEFAULTS, data_root_options, default_synthetic_root,
-                   ensure_synthetic_data, is_synthetic_config, synthetic_meta)
+from .board import aggregate, curve_board
+from .data import (SYNTHETIC_DEFAULTS, SYNTHETIC_READERS, SYNTHETIC_ROOTS,
+                   data_root_options, default_synthetic_root, ensure_synthetic_data,
+                   is_synthetic_config, synthetic_meta, synthetic_task)
 from .pool import TAG, Progress, default_jobs, format_duration, run_jobs
-from .report import (format_paired, format_stats, leaderboard_chart,
-                     leaderboard_markdown, write_leaderboard)
+from .report import (curve_lines, format_fraction, format_paired, format_stats,
+                     leaderboard_chart, leaderboard_markdown, write_leaderboard)
 from .runs import (HISTORY_PREFIXES, RESULT_FILE, SETUP_FILE, SETUP_KEYS, RunOptions,
-                   build_run_config, load_result, repo_relative, run_variant,
-                   save_result, stored_status, subset_names, training_setup)
+                   build_run_config, curve_points, final_checkpoint, load_result,
+                   repo_relative, run_variant, save_result, set_stream_checkpoints,
+                   stored_status, subset_names, training_curve, training_setup)
 from .schedule import apply_schedule, hook_within_iters, set_test_scale
 from .variants import (ANALYSIS_VARIANTS, BASELINE, CEILINGS, METHOD_MODEL_KEY,
-                       METHODS_DIR, ROOT, SYNTHETIC_CONFIG, VARIANTS, Variant,
-                       apply_overlays, apply_variant, ceiling_modality, check_variants,
-                       existing_config, expected_cost, load_variant, overlay_delta,
-                       overlay_path, variant_name)
+                       METHODS_DIR, ROOT, SYNTHETIC_CONFIG, SYNTHETIC_SEG_CONFIG,
+                       VARIANTS, Variant, apply_overlays, apply_variant,
+                       ceiling_modality, check_variants, existing_config, expected_cost,
+                       load_variant, overlay_delta, overlay_path, stream_sources,
+                       variant_name)
 
 __all__ = [
     'ANALYSIS_VARIANTS', 'BASELINE', 'CEILINGS', 'HISTORY_PREFIXES', 'METHODS_DIR',
     'METHOD_MODEL_KEY', 'RESULT_FILE', 'ROOT', 'SETUP_FILE', 'SETUP_KEYS',
-    'SYNTHETIC_CONFIG', 'SYNTHETIC_DEFAULTS', 'TAG', 'VARIANTS', 'Progress',
-    'RunOptions', 'Variant', 'aggregate', 'apply_overlays', 'apply_schedule',
-    'apply_variant', 'build_run_config', 'ceiling_modality', 'check_variants',
-    'data_root_options', 'default_jobs', 'default_synthetic_root',
-    'ensure_synthetic_data', 'existing_config', 'expected_cost', 'format_duration',
-    'format_paired', 'format_stats', 'hook_within_iters', 'is_synthetic_config',
-    'leaderboard_chart', 'leaderboard_markdown', 'load_result', 'load_variant',
-    'overlay_delta', 'overlay_path', 'repo_relative', 'run_jobs', 'run_variant',
-    'save_result', 'set_test_scale', 'stored_status', 'subset_names', 'synthetic_meta',
-    'training_setup', 'variant_name', 'write_leaderboard'
+    'SYNTHETIC_CONFIG', 'SYNTHETIC_SEG_CONFIG', 'SYNTHETIC_DEFAULTS',
+    'SYNTHETIC_READERS', 'SYNTHETIC_ROOTS', 'TAG', 'VARIANTS', 'Progress', 'RunOptions',
+    'Variant', 'aggregate', 'curve_board', 'curve_lines', 'curve_points',
+    'format_fraction', 'training_curve', 'final_checkpoint', 'set_stream_checkpoints',
+    'stream_sources', 'apply_overlays', 'apply_schedule', 'apply_variant',
+    'build_run_config', 'ceiling_modality', 'check_variants', 'data_root_options',
+    'default_jobs', 'default_synthetic_root', 'ensure_synthetic_data',
+    'existing_config', 'expected_cost', 'format_duration', 'format_paired',
+    'format_stats', 'hook_within_iters', 'is_synthetic_config', 'leaderboard_chart',
+    'leaderboard_markdown', 'load_result', 'load_variant', 'overlay_delta',
+    'overlay_path', 'repo_relative', 'run_jobs', 'run_variant', 'save_result',
+    'set_test_scale', 'stored_status', 'subset_names', 'synthetic_meta',
+    'synthetic_task', 'training_setup', 'variant_name', 'write_leaderboard'
 ]

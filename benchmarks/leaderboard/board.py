@@ -161,6 +161,56 @@ def _paired(runs: Dict[str, List[dict]], scenarios: Sequence[str],
     return out
 
 
+def curve_board(runs: Dict[str, List[dict]]) -> dict:
+    """The training curves of the variants that recorded one (the references,
+    see ``RunOptions.curve_interval``): per point, the statistics over seeds,
+    and whether the curve has stopped improving.
+
+    Convergence: the per-seed gain over the last third of the schedule (the
+    last point's score minus the score at the last point at or before two
+    thirds of the length), its mean and 95 % t interval
+    (:func:`paired_difference`); the reference has **converged** when that
+    interval does not lie above 0 (no gain beyond the noise), and **is still
+    improving** when it does. With one seed, or no point before two thirds,
+    it is **undetermined**.
+
+    Returns:
+        dict: ``{variant: {metric, unit, points, scores: [stats per point],
+        seeds, last_third: paired_difference | None, from_point, converged:
+        bool | None}}``.
+    """
+    board = {}
+    for variant, results in runs.items():
+        curves = [(r['seed'], r['curve']) for r in results if r.get('curve')]
+        if not curves:
+            continue
+        points = curves[0][1]['points']
+        curves = [(seed, c) for seed, c in curves if c['points'] == points]
+        entry = dict(
+            metric=curves[0][1]['metric'],
+            unit=curves[0][1]['unit'],
+            points=points,
+            seeds=[seed for seed, _ in curves],
+            scores=[
+                seed_statistics([c['scores'][i] for _, c in curves])
+                for i in range(len(points))
+            ],
+            last_third=None,
+            from_point=None,
+            converged=None)
+        earlier = [i for i, p in enumerate(points[:-1]) if p <= 2 * points[-1] / 3]
+        if earlier:
+            start = earlier[-1]
+            entry['from_point'] = points[start]
+            if len(curves) > 1:
+                gain = paired_difference(
+                    [c['scores'][-1] - c['scores'][start] for _, c in curves])
+                entry['last_third'] = gain
+                entry['converged'] = not gain['low'] > 0
+        board[variant] = entry
+    return board
+
+
 def aggregate(runs: Dict[str, List[dict]],
               scenarios: Optional[Sequence[str]] = None,
               baseline: str = BASELINE,
@@ -188,6 +238,7 @@ def aggregate(runs: Dict[str, List[dict]],
         {scenario: {subset | 'mean': paired_difference + seeds}}}}`` for the
         baseline and each of ``controls``: the per-seed differences' mean and 95 %
         t interval (:func:`mwam_mm.evaluation.paired_difference`).
+        ``curves``: :func:`curve_board` (the references' training curves).
     """
     runs = {v: list(rs) for v, rs in runs.items() if rs}
     if not runs:
@@ -238,7 +289,8 @@ def aggregate(runs: Dict[str, List[dict]],
     board['controls'] = list(
         dict.fromkeys(([baseline] if baseline else []) + list(controls)))
     board['paired'] = _paired(runs, scenarios, subsets, board['controls'])
+    board['curves'] = curve_board(runs)
     return board
 
 
-__all__ = ['aggregate']
+__all__ = ['aggregate', 'curve_board']

@@ -6,11 +6,18 @@ import shutil
 import time
 from typing import Callable
 
+from mmengine.config import Config
+
 from mwam_mm.datasets.synthetic import make_synthetic_rgbt, synthetic_meta
 
 #: the synthetic generator's defaults (tools/make_synthetic_rgbt.py), the demo's
 SYNTHETIC_DEFAULTS = dict(
     seed=0, num_train=400, num_test=100, width=160, height=128, night_fraction=0.5)
+#: the dataset classes that read each task's synthetic data (the layout it is
+#: written in: LLVIP's for detection, MFNet's for segmentation)
+SYNTHETIC_READERS = dict(LLVIPDataset='detection', MFNetDataset='segmentation')
+#: the folder of each task's synthetic data with the defaults
+SYNTHETIC_ROOTS = dict(detection='synthetic_rgbt', segmentation='synthetic_rgbt_seg')
 
 
 def is_synthetic_config(path: str) -> bool:
@@ -18,14 +25,32 @@ def is_synthetic_config(path: str) -> bool:
     return 'synthetic' in osp.basename(path)
 
 
-def default_synthetic_root(**params) -> str:
-    """``data/synthetic_rgbt`` for the defaults; a folder named by the parameters
-    otherwise (so held-out variants do not overwrite the demo's data)."""
+def synthetic_task(path: str) -> str:
+    """``'detection'`` or ``'segmentation'``: which synthetic data the config
+    ``path`` reads, by its training dataset's class.
+
+    Raises:
+        ValueError: The dataset class reads neither layout.
+    """
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    kind = str(cfg.train_dataloader.dataset.get('type', '')).split('.')[-1]
+    if kind not in SYNTHETIC_READERS:
+        raise ValueError(
+            f'{path}: its training dataset {kind!r} reads no synthetic layout; the '
+            f'synthetic data is read by {sorted(SYNTHETIC_READERS)}')
+    return SYNTHETIC_READERS[kind]
+
+
+def default_synthetic_root(task: str = 'detection', **params) -> str:
+    """``data/synthetic_rgbt`` (detection) or ``data/synthetic_rgbt_seg``
+    (segmentation) for the defaults; a folder named by the parameters otherwise
+    (so held-out variants do not overwrite the demo's data)."""
     p = dict(SYNTHETIC_DEFAULTS, **params)
+    name = SYNTHETIC_ROOTS[task]
     if p == SYNTHETIC_DEFAULTS:
-        return osp.join('data', 'synthetic_rgbt')
+        return osp.join('data', name)
     return osp.join(
-        'data', f'synthetic_rgbt_seed{p["seed"]}_night{float(p["night_fraction"])}_'
+        'data', f'{name}_seed{p["seed"]}_night{float(p["night_fraction"])}_'
         f'{p["width"]}x{p["height"]}_{p["num_train"]}-{p["num_test"]}')
 
 
@@ -36,10 +61,12 @@ def ensure_synthetic_data(root: str,
                           width: int = 160,
                           height: int = 128,
                           night_fraction: float = 0.5,
+                          task: str = 'detection',
                           log: Callable[[str], None] = print) -> str:
-    """Make the synthetic dataset in ``root`` unless it is there with these
-    parameters (its ``meta.txt``). A synthetic dataset of other parameters is
-    replaced; a folder with other content is refused.
+    """Make the synthetic dataset of ``task`` in ``root`` unless it is there
+    with these parameters (its ``meta.txt``). A synthetic dataset of other
+    parameters (or of the other task) is replaced; a folder with other content
+    is refused.
 
     Returns:
         str: ``root``.
@@ -51,7 +78,7 @@ def ensure_synthetic_data(root: str,
         width=width,
         height=height,
         night_fraction=float(night_fraction))
-    wanted = synthetic_meta(**params)
+    wanted = synthetic_meta(**params, task=task)
     meta = osp.join(root, 'meta.txt')
     if osp.isfile(meta) and open(meta).read().strip() == wanted:
         log(f'synthetic data: {root} (present)')
@@ -62,7 +89,7 @@ def ensure_synthetic_data(root: str,
                                   'by this code (no meta.txt); give another data root')
         shutil.rmtree(root)
     t0 = time.time()
-    counts = make_synthetic_rgbt(root, **params)
+    counts = make_synthetic_rgbt(root, **params, task=task)
     log(f'synthetic data written to {root} in {time.time() - t0:.0f} s: {counts}')
     return root
 
@@ -76,6 +103,7 @@ def data_root_options(root: str) -> dict:
 
 
 __all__ = [
-    'SYNTHETIC_DEFAULTS', 'is_synthetic_config', 'synthetic_meta',
-    'default_synthetic_root', 'ensure_synthetic_data', 'data_root_options'
+    'SYNTHETIC_DEFAULTS', 'SYNTHETIC_READERS', 'SYNTHETIC_ROOTS', 'is_synthetic_config',
+    'synthetic_task', 'synthetic_meta', 'default_synthetic_root',
+    'ensure_synthetic_data', 'data_root_options'
 ]

@@ -38,14 +38,20 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_job(cfg_path: str, run_dir: str, seed: int, options: 'RunOptions',
-             variant: str, result_path: str) -> tuple:
+def _run_job(cfg_path: str,
+             run_dir: str,
+             seed: int,
+             options: 'RunOptions',
+             variant: str,
+             result_path: str,
+             stream_checkpoints: Optional[dict] = None) -> tuple:
     """:func:`run_variant` in a worker process: ``(result, None, seconds)`` or
     ``(None, traceback, seconds)``; the result is saved to ``result_path``."""
     import traceback
     t0 = time.time()
     try:
-        result = run_variant(cfg_path, run_dir, seed, options, variant)
+        result = run_variant(cfg_path, run_dir, seed, options, variant,
+                             stream_checkpoints)
     except Exception:  # reported by the caller, which goes on with the others
         return None, traceback.format_exc(), time.time() - t0
     save_result(result_path, result)
@@ -54,8 +60,9 @@ def _run_job(cfg_path: str, run_dir: str, seed: int, options: 'RunOptions',
 
 def run_jobs(jobs: List[tuple], workers: int):
     """Run :func:`run_variant` jobs ``(cfg_path, run_dir, seed, options, variant,
-    result_path)``, ``workers`` at a time in fresh processes (one process each
-    when ``workers`` is 1: the runs still do not share mmengine's global state).
+    result_path[, stream_checkpoints])``, ``workers`` at a time in fresh
+    processes (one process each when ``workers`` is 1: the runs still do not
+    share mmengine's global state).
 
     Yields ``(job, result or None, traceback or None, seconds)`` as jobs end
     (``seconds``: the run's own time, not its wait in the queue).

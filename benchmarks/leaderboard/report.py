@@ -15,6 +15,14 @@ def format_stats(stats: Optional[dict], digits: int = 3, scale: float = 1.0) -> 
     return text
 
 
+def format_fraction(fraction: float) -> str:
+    """A single-camera score as % of its ceiling's; ``above`` where it exceeds
+    the ceiling: a percentage over 100 would say more than it can (the
+    reference is then weaker than the fused model's own view of that camera,
+    e.g. not converged), the ratio is in the JSON."""
+    return 'above' if fraction > 1 else f'{100 * fraction:.0f}'
+
+
 def _cell(stats: Optional[dict], mark: Optional[dict], digits=3, scale=1.0) -> str:
     text = format_stats(stats, digits, scale)
     return text + ' *' if mark and mark.get('marked') else text
@@ -42,7 +50,7 @@ def _scenario_table(board: dict, scenario: str, key_cells=()) -> List[str]:
                   ) if 'collapse_rate' in stats else '')
         fractions = stats.get('fraction_of_ceiling', {})
         cells += [
-            f'{100 * fractions[m]:.0f}' if fractions.get(m) is not None else
+            format_fraction(fractions[m]) if fractions.get(m) is not None else
             ('' if entry['ceiling'] else 'n/a') for m in singles
         ]
         rows.append('| ' + ' | '.join(cells) + ' |')
@@ -67,9 +75,10 @@ def leaderboard_markdown(board: dict, extra_text: str = '') -> str:
         'than two standard errors, |mean - mean_baseline| > 2 sqrt(se^2 + '
         'se_baseline^2), se = std / sqrt(n seeds). PCR: mean relative drop (%) of '
         'the single-camera scores from the both-camera score. `x / ceiling`: the '
-        'single-camera mean as % of the unimodal ceiling\'s mean. Ceilings use one '
-        'camera in training and test; they are tested once on it, the same score '
-        'for both scenarios.', ''
+        'single-camera mean as % of the unimodal ceiling\'s mean (`above`: higher '
+        'than the ceiling\'s mean; the ratio is in leaderboard.json). Ceilings use '
+        'one camera in training and test; they are tested once on it, the same '
+        'score for both scenarios.', ''
     ]
     for scenario in board['scenarios']:
         out += [f'## Scenario `{scenario}`', ''] + _table_head(board, ()) + \
@@ -86,6 +95,8 @@ def leaderboard_markdown(board: dict, extra_text: str = '') -> str:
         out.append('')
     if board.get('degradations'):
         out += _degradation_lines(board)
+    if board.get('curves'):
+        out += curve_lines(board['curves'])
     if extra_text:
         out += [extra_text, '']
     return '\n'.join(out)
@@ -121,6 +132,35 @@ def _paired_table(board: dict, scenario: str, control: str) -> List[str]:
         'differences [95 % t interval, t with n - 1 degrees of freedom]; † where it '
         'excludes 0.', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)
     ] + rows + ['']
+
+
+def curve_lines(curves: dict) -> List[str]:
+    """The references' training curves as a table (points as columns) and each
+    one's convergence (:func:`~.board.curve_board`)."""
+    out = ['## Training curves of the references', '']
+    for variant, entry in curves.items():
+        unit = entry['unit']
+        head = ['variant', 'seeds'] + [f'{unit} {p}' for p in entry['points']]
+        out += [
+            '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head),
+            '| ' + ' | '.join([variant, str(len(entry['seeds']))] +
+                              [format_stats(s) for s in entry['scores']]) + ' |', ''
+        ]
+        gain = entry.get('last_third')
+        if gain is None:
+            out += [
+                f'`{variant}`: convergence undetermined (needs 2+ seeds and a point '
+                'at or before two thirds of the schedule).', ''
+            ]
+            continue
+        verdict = 'has converged' if entry['converged'] else 'is still improving'
+        out += [
+            f'`{variant}` {verdict}: gain from {unit} {entry["from_point"]} to '
+            f'{unit} {entry["points"][-1]} (the last third), paired by seed: '
+            f'{format_paired(gain)} (95 % t interval; converged: the interval does '
+            'not lie above 0).', ''
+        ]
+    return out
 
 
 def _degradation_lines(board: dict) -> List[str]:
@@ -238,5 +278,6 @@ def write_leaderboard(board: dict,
 
 
 __all__ = [
-    'format_stats', 'leaderboard_markdown', 'leaderboard_chart', 'write_leaderboard'
+    'format_stats', 'format_paired', 'format_fraction', 'curve_lines',
+    'leaderboard_markdown', 'leaderboard_chart', 'write_leaderboard'
 ]

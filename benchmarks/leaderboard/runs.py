@@ -9,14 +9,15 @@ import os
 import os.path as osp
 import time
 from dataclasses import dataclass, field, fields
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from mwam_mm.compat.resume import check_last_checkpoint
 from mwam_mm.engine import build_runner, load_config
 from mwam_mm.evaluation import SCENARIOS, evaluate_robustness, subset_name, summarize
+from mwam_mm.evaluation.robustness import PRIMARY_METRICS
 from mwam_mm.modality import ModalityLayout, non_empty_subsets
 from .schedule import apply_schedule, set_test_scale
-from .variants import ROOT, apply_variant, existing_config
+from .variants import ROOT, apply_variant, ceiling_modality, existing_config
 
 HISTORY_PREFIXES = ('train/mwam_', 'train/branch_k_', 'train/grad_norm_')
 # the files a run keeps in its work dir: its setup (written before training) and
@@ -37,6 +38,13 @@ class RunOptions:
     Args:
         epochs, max_iters: Training length (see :func:`apply_schedule`); None
             keeps the config's.
+        reference_epochs: Training length of the unimodal references (the
+            ceiling variants) in epochs, where it differs from ``epochs``: they
+            are trained until their score stops improving (see
+            :func:`~.board.aggregate`'s ``curves``); None: as the others.
+        curve_interval: Validate the references every this many epochs
+            (iterations for a config trained by iterations) while they train,
+            and keep the scores: their training curve; None: no curve.
         batch_size: Training batch size; None keeps the config's.
         cfg_options: More config options (``{'a.b': value}``), applied last.
         test_scale: ``(w, h)`` for the test pipelines' ``Resize``
@@ -59,6 +67,8 @@ class RunOptions:
     """
     epochs: Optional[int] = None
     max_iters: Optional[int] = None
+    reference_epochs: Optional[int] = None
+    curve_interval: Optional[int] = None
     batch_size: Optional[int] = None
     cfg_options: dict = field(default_factory=dict)
     test_scale: Optional[Tuple[int, int]] = None
@@ -98,14 +108,42 @@ class RunOptions:
             degradation_seed=self.degradation_seed)
 
 
+def final_checkpoint(cfg) -> str:
+    """The file name of the checkpoint a run of ``cfg`` ends with
+    (``epoch_<max_epochs>.pth`` or ``iter_<max_iters>.pth``: the benchmark's
+    schedules save one at the end)."""
+    train_cfg = cfg.train_cfg
+    if 'max_epochs' in train_cfg:
+        return f'epoch_{train_cfg.max_epochs}.pth'
+    return f'iter_{train_cfg.max_iters}.pth'
+
+
+def set_stream_checkpoints(cfg, checkpoints: Dict[str, str]):
+    """Each named stream starts from the stream of the same name in a local
+    checkpoint (``{modality: path}``; mmengine's ``Pretrained`` init with the
+    prefix ``backbone.streams.<modality>.``). In place; returned."""
+    backbone = cfg.model.backbone
+    streams = backbone.get('streams') or {}
+    for modality, path in checkpoints.items():
+        stream = dict(streams.get(modality) or {})
+        stream['init_cfg'] = dict(
+            type='Pretrained', checkpoint=path, prefix=f'backbone.streams.{modality}.')
+        streams[modality] = stream
+    backbone.streams = streams
+    return cfg
+
+
 def build_run_config(cfg_path: str,
                      work_dir: str,
                      seed: int,
                      options=None,
-                     variant: Optional[str] = None):
+                     variant: Optional[str] = None,
+                     stream_checkpoints: Optional[Dict[str, str]] = None):
     """The config of one run: ``cfg_path`` with ``variant``'s overlays (none
     when None: ``cfg_path`` is the config to train), the seed, the schedule, the
-    batch size, the test scale, the diagnostics hook and the options.
+    batch size, the test scale, the diagnostics hook and the options; with
+    ``stream_checkpoints`` (``{modality: checkpoint}``), the streams' starting
+    weights (:func:`set_stream_checkpoints`).
 
     The overlays are chosen and applied before the schedule is changed: a smoke
     run (``max_iters`` on an epoch-based config) trains the epoch-based method
@@ -115,13 +153,22 @@ def build_run_config(cfg_path: str,
     cfg = load_config(cfg_path, {'randomness.seed': seed}, work_dir)
     if variant is not None:
         cfg = apply_variant(cfg, cfg_path, variant)
-    apply_schedule(cfg, opts.epochs, opts.max_iters)
+    reference = variant is not None and ceiling_modality(variant) is not None
+    epochs = opts.epochs
+    if reference and opts.reference_epochs is not None and opts.max_iters is None:
+        epochs = opts.reference_epochs
+    apply_schedule(cfg, epochs, opts.max_iters)
+    if reference and opts.curve_interval is not None:
+        # the loop validates every interval and at its end (mmengine's loops)
+        cfg.train_cfg.val_interval = opts.curve_interval
     if opts.batch_size is not None:
         cfg.train_dataloader.batch_size = opts.batch_size
     if opts.test_scale is not None:
         set_test_scale(cfg, opts.test_scale)
     if opts.cfg_options:
         cfg.merge_from_dict(dict(opts.cfg_options))
+    if stream_checkpoints:
+        set_stream_checkpoints(cfg, stream_checkpoints)
     backbone = cfg.model.get('backbone', {})
     # the same diagnostic for every fused variant (a unimodal model has one branch)
     if opts.diagnostics and not cfg.get('custom_hooks') and \
@@ -192,7 +239,8 @@ def run_variant(cfg_path: str,
                 work_dir: str,
                 seed: int,
                 options=None,
-                variant: Optional[str] = None) -> dict:
+                variant: Optional[str] = None,
+                stream_checkpoints: Optional[Dict[str, str]] = None) -> dict:
     """Train one variant with one seed, then test it (scenarios, splits,
     degradations).
 
@@ -209,6 +257,8 @@ def run_variant(cfg_path: str,
         variant (str, optional): A name of :data:`~.variants.VARIANTS`, whose
             overlays are applied to ``cfg_path``; without, ``cfg_path`` is
             trained as it is and named by its stem in the result.
+        stream_checkpoints (dict, optional): ``{modality: checkpoint}``: the
+            streams' starting weights (``cmpt-frozen``: the references').
 
     Returns:
         dict: ``variant``, ``seed``, ``config``, ``setup``
@@ -224,7 +274,12 @@ def run_variant(cfg_path: str,
     opts = RunOptions.build(options)
     log = opts.log or (lambda message: None)
     cfg_path = existing_config(cfg_path)
-    cfg = build_run_config(cfg_path, work_dir, seed, opts, variant)
+    cfg = build_run_config(cfg_path, work_dir, seed, opts, variant, stream_checkpoints)
+    for modality, path in (stream_checkpoints or {}).items():
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'run_variant: the {modality} stream starts from {path}, which does '
+                'not exist (its reference run has not finished, or failed)')
     setup = training_setup(cfg, cfg_path, seed, variant)
     _check_stored_setup(work_dir, setup)
     if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
@@ -252,6 +307,8 @@ def run_variant(cfg_path: str,
             if key.startswith(HISTORY_PREFIXES):
                 history[key[len('train/'):]] = runner.message_hub.get_scalar(
                     key).data[0].tolist()
+    curve = training_curve(runner, opts.metric) if \
+        cfg.train_cfg.get('val_interval', 0) <= _length(cfg) else None
     model = getattr(runner.model, 'module', runner.model)
     backbone = getattr(model, 'backbone', None)
     layout = ModalityLayout.build(getattr(backbone, 'layout', None))
@@ -296,7 +353,43 @@ def run_variant(cfg_path: str,
         degradations=evaluation.get('degradations'),
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
-        history=history)
+        history=history,
+        curve=curve)
+
+
+def _length(cfg) -> int:
+    """The training length in the loop's unit (epochs or iterations)."""
+    return int(cfg.train_cfg.get('max_epochs', cfg.train_cfg.get('max_iters')))
+
+
+def curve_points(length: int, interval: int) -> List[int]:
+    """Where mmengine's training loops validate: every ``interval`` epochs (or
+    iterations) and at the end."""
+    return [k for k in range(1, length + 1) if k % interval == 0 or k == length]
+
+
+def training_curve(runner, metric: Optional[str] = None) -> Optional[dict]:
+    """The validation scores of a training run (its message hub's
+    ``val/<metric>`` history), at the points of :func:`curve_points`.
+
+    Returns:
+        dict | None: ``metric``, ``unit`` (``'epoch'`` or ``'iter'``),
+        ``points``, ``scores``; None without validation scores.
+    """
+    hub = runner.message_hub
+    found = {key[len('val/'):] for key in hub.log_scalars if key.startswith('val/')}
+    if metric is None:
+        metric = next((m for m in PRIMARY_METRICS if m in found), None)
+    if metric is None or metric not in found:
+        return None
+    scores = [float(v) for v in hub.get_scalar(f'val/{metric}').data[0].tolist()]
+    cfg = runner.cfg
+    points = curve_points(_length(cfg), int(cfg.train_cfg.val_interval))
+    # a resumed run's hub holds its checkpoint's history: the last points
+    points = points[-len(scores):] if len(scores) <= len(points) else \
+        list(range(1, len(scores) + 1))
+    unit = 'epoch' if 'max_epochs' in cfg.train_cfg else 'iter'
+    return dict(metric=metric, unit=unit, points=points, scores=scores)
 
 
 def save_result(path: str, result: dict) -> str:
@@ -373,6 +466,7 @@ def stored_status(run_dir: str, setup: dict, evaluation: dict) -> str:
 
 __all__ = [
     'HISTORY_PREFIXES', 'SETUP_FILE', 'RESULT_FILE', 'SETUP_KEYS', 'RunOptions',
-    'build_run_config', 'repo_relative', 'training_setup', 'subset_names',
-    'run_variant', 'save_result', 'load_result', 'stored_status'
+    'final_checkpoint', 'set_stream_checkpoints', 'build_run_config', 'repo_relative',
+    'training_setup', 'subset_names', 'run_variant', 'curve_points', 'training_curve',
+    'save_result', 'load_result', 'stored_status'
 ]

@@ -20,6 +20,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 METHODS_DIR = osp.join(ROOT, 'configs', '_base_', 'methods')
 SYNTHETIC_CONFIG = osp.join(ROOT, 'configs', 'detection',
                             'retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic.py')
+#: the segmentation family of the synthetic benchmark (MFNet layout)
+SYNTHETIC_SEG_CONFIG = osp.join(ROOT, 'configs', 'segmentation',
+                                'deeplabv3plus_dual-r18-slim-d8_1xb8-12e_synthetic.py')
 #: the key of an overlay that holds its change to ``model`` (mmengine refuses a
 #: second ``model`` among a leaf's bases, so overlays cannot name it ``model``)
 METHOD_MODEL_KEY = 'method_model'
@@ -47,6 +50,9 @@ class Variant:
             by iterations (``train_cfg.max_iters``: the segmentation configs),
             where the method's schedule is counted in iterations; default:
             ``overlays``.
+        streams_from (tuple[str]): Ceiling variants whose run of the same seed
+            gives each stream its starting weights (``cmpt-frozen``: the unimodal
+            references' streams); such a variant runs after them.
     """
     name: str
     overlays: Tuple[str, ...]
@@ -55,6 +61,7 @@ class Variant:
     analysis: bool = False
     cost: float = 1.0
     iter_overlays: Optional[Tuple[str, ...]] = None
+    streams_from: Tuple[str, ...] = ()
 
     def overlays_for(self, cfg: Config) -> Tuple[str, ...]:
         """The overlays for the family of ``cfg`` (by how it counts training)."""
@@ -79,6 +86,10 @@ _TABLE = (
     Variant('rsc-md', ('rsc-md', ), 'RSC-MD', cost=1.5, iter_overlays=('rsc-md_80k', )),
     Variant('btw', ('btw', ), 'BTW', iter_overlays=('btw_every-10k-iters', )),
     Variant('cmpt', ('cmpt', ), 'CMPT-style cross-modal proxies'),
+    Variant(
+        'cmpt-frozen', ('cmpt-frozen', ),
+        'CMPT over the frozen unimodal references, low-rank adapters',
+        streams_from=('unimodal-rgb', 'unimodal-thermal')),
     Variant(
         'rsc-view', ('rsc-view', ), 'head trained on single-camera views', cost=2.0),
     Variant('unimodal-rgb', ('unimodal-rgb', ), 'RGB ceiling', ceiling='rgb', cost=0.7),
@@ -208,6 +219,13 @@ def ceiling_modality(variant: str) -> Optional[str]:
     return CEILINGS.get(variant)
 
 
+def stream_sources(variant: str) -> Tuple[str, ...]:
+    """The ceiling variants whose same-seed runs give ``variant``'s streams
+    their starting weights (none for most variants)."""
+    entry = VARIANTS.get(variant)
+    return entry.streams_from if entry is not None else ()
+
+
 def expected_cost(variant: str) -> float:
     """Rough training cost of a variant relative to the baseline's (for the
     order of parallel runs)."""
@@ -216,8 +234,9 @@ def expected_cost(variant: str) -> float:
 
 
 __all__ = [
-    'ROOT', 'METHODS_DIR', 'SYNTHETIC_CONFIG', 'METHOD_MODEL_KEY', 'Variant',
-    'VARIANTS', 'BASELINE', 'CEILINGS', 'ANALYSIS_VARIANTS', 'existing_config',
-    'check_variants', 'overlay_path', 'overlay_delta', 'apply_overlays', 'variant_name',
-    'apply_variant', 'load_variant', 'ceiling_modality', 'expected_cost'
+    'ROOT', 'METHODS_DIR', 'SYNTHETIC_CONFIG', 'SYNTHETIC_SEG_CONFIG',
+    'METHOD_MODEL_KEY', 'Variant', 'VARIANTS', 'BASELINE', 'CEILINGS',
+    'ANALYSIS_VARIANTS', 'existing_config', 'check_variants', 'overlay_path',
+    'overlay_delta', 'apply_overlays', 'variant_name', 'apply_variant', 'load_variant',
+    'ceiling_modality', 'stream_sources', 'expected_cost'
 ]

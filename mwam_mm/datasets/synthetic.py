@@ -1,4 +1,5 @@
-"""A synthetic RGB-thermal street-scene dataset, written in the LLVIP layout.
+"""A synthetic RGB-thermal street-scene dataset, written in the LLVIP layout
+(detection) or the MFNet layout (segmentation).
 
 The generator imitates what makes real low-light RGB-T data hard, independent of any
 balancing method:
@@ -16,17 +17,28 @@ balancing method:
 
 So thermal is the easier, dominant modality at night, visible carries more detail by
 day, and each modality alone still shows most objects. Every image is drawn from its
-own random generator seeded by ``(seed, split, index)``: same seed, same files.
+own random generator seeded by ``(seed, split, index)``: same seed, same files. The
+segmentation data draws the same scenes as the detection data of the same parameters
+(the labels are every object's visible pixels, read off the drawing, no extra random
+draw), so the two tasks' benchmarks see the same images.
 """
 import os
 import os.path as osp
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 CLASSES = ('person', 'vehicle')
 SPLITS = ('train', 'test')
+#: the segmentation data's label values: MFNet's ids of its classes 'unlabeled'
+#: (0, the background), 'car' (1: our vehicles) and 'person' (2), so that the
+#: files read as MFNet's (``MFNetDataset`` with ``SEG_CLASSES``)
+SEG_LABEL_IDS = dict(background=0, vehicle=1, person=2)
+#: the segmentation classes, in label order (MFNet's names)
+SEG_CLASSES = ('unlabeled', 'car', 'person')
+#: the dataset layouts the generator writes: task -> layout
+LAYOUTS = dict(detection='llvip', segmentation='mfnet')
 #: the smallest image side the generator draws scenes at
 MIN_SIDE = 32
 
@@ -225,15 +237,36 @@ class _Scene:
         return to_u8(vis), to_u8(th)
 
 
-def make_scene(
-        seed: int,
-        split: str,
-        index: int,
-        width: int,
-        height: int,
-        night_fraction: float,
-        classes: Sequence[str] = CLASSES) -> Tuple[np.ndarray, np.ndarray, List[Dict]]:
-    """Draw one scene. Returns (visible BGR uint8, thermal uint8, objects)."""
+class SyntheticScene(NamedTuple):
+    """One drawn scene.
+
+    Attributes:
+        visible (np.ndarray): ``H x W x 3`` BGR, uint8.
+        thermal (np.ndarray): ``H x W``, uint8.
+        objects (list[dict]): The boxes of the visible objects (``name``,
+            ``bbox`` as ``[x1, y1, x2, y2]``, ``difficult``: under 35 % of the
+            object shown); objects under 3 pixels wide or high are left out.
+        night (bool): A night scene.
+        labels (np.ndarray): ``H x W`` uint8, each pixel's class as
+            :data:`SEG_LABEL_IDS` numbers it: the object drawn on top there
+            (occluders and the background are 0); every visible pixel of every
+            object, also of the ones too small for a box.
+    """
+    visible: np.ndarray
+    thermal: np.ndarray
+    objects: List[Dict]
+    night: bool
+    labels: np.ndarray
+
+
+def draw_scene(seed: int,
+               split: str,
+               index: int,
+               width: int,
+               height: int,
+               night_fraction: float,
+               classes: Sequence[str] = CLASSES) -> SyntheticScene:
+    """Draw one scene, from the random generator of ``(seed, split, index)``."""
     unknown = set(classes) - set(CLASSES)
     if unknown or not classes:
         raise ValueError(f'synthetic classes must be a non-empty subset of {CLASSES}, '
@@ -254,10 +287,12 @@ def make_scene(
         if rng.rand() < 0.2:
             scene.occluder()
     objects = []
+    labels = np.full((height, width), SEG_LABEL_IDS['background'], np.uint8)
     for obj_id, kind, (x1, y1, x2, y2) in order:
         visible = scene.owner == obj_id
         if not visible.any():
             continue
+        labels[visible] = SEG_LABEL_IDS[kind]
         ys, xs = np.nonzero(visible)
         full = max(1, (min(x2, width) - max(x1, 0)) * (min(y2, height) - max(y1, 0)))
         vx1, vy1, vx2, vy2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
@@ -271,7 +306,21 @@ def make_scene(
                       int(vy2)],
                 difficult=int(shown < 0.35)))
     vis, th = scene.render()
-    return vis, th, objects, scene.night
+    return SyntheticScene(vis, th, objects, scene.night, labels)
+
+
+def make_scene(
+        seed: int,
+        split: str,
+        index: int,
+        width: int,
+        height: int,
+        night_fraction: float,
+        classes: Sequence[str] = CLASSES) -> Tuple[np.ndarray, np.ndarray, List[Dict]]:
+    """Draw one scene. Returns (visible BGR uint8, thermal uint8, objects, night);
+    :func:`draw_scene` gives the labels too."""
+    scene = draw_scene(seed, split, index, width, height, night_fraction, classes)
+    return scene.visible, scene.thermal, scene.objects, scene.night
 
 
 def _voc_xml(filename: str, width: int, height: int, objects: List[Dict]) -> str:
@@ -299,32 +348,21 @@ def synthetic_meta(seed: int = 0,
                    width: int = 160,
                    height: int = 128,
                    night_fraction: float = 0.5,
-                   classes: Sequence[str] = CLASSES) -> str:
+                   classes: Sequence[str] = CLASSES,
+                   task: str = 'detection') -> str:
     """The ``meta.txt`` line :func:`make_synthetic_rgbt` writes for these
     parameters (what tells a present dataset's parameters)."""
-    return (f'seed={seed} num_train={num_train} num_test={num_test} width={width} '
+    line = (f'seed={seed} num_train={num_train} num_test={num_test} width={width} '
             f'height={height} night_fraction={float(night_fraction)} '
             f'classes={",".join(classes)}')
+    # the detection data's line is the one it always was (present data stays valid)
+    return line if task == 'detection' else f'{line} layout={LAYOUTS[task]}'
 
 
-def make_synthetic_rgbt(out_dir: str,
-                        seed: int = 0,
-                        num_train: int = 400,
-                        num_test: int = 100,
-                        width: int = 160,
-                        height: int = 128,
-                        night_fraction: float = 0.5,
-                        classes: Sequence[str] = CLASSES) -> Dict[str, int]:
-    """Write a synthetic RGB-T detection dataset in the LLVIP layout.
-
-    Layout: ``Annotations/*.xml``, ``visible/{train,test}/*.jpg``,
-    ``infrared/{train,test}/*.jpg`` (3-channel grey, as LLVIP), names ``01xxxx``
-    for train and ``19xxxx`` for test, plus ``meta.txt`` with the parameters and
-    ``night_{split}.txt`` listing the night scenes.
-
-    Returns:
-        dict: Number of images and boxes per split.
-    """
+def _check_parameters(width, height, night_fraction, classes, task) -> None:
+    if task not in LAYOUTS:
+        raise ValueError(f'synthetic task must be one of {tuple(LAYOUTS)}, got '
+                         f'{task!r}')
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ValueError(
             f'synthetic images must be at least {MIN_SIDE}x{MIN_SIDE}, got '
@@ -334,34 +372,96 @@ def make_synthetic_rgbt(out_dir: str,
     if not classes or set(classes) - set(CLASSES):
         raise ValueError(f'synthetic classes must be a non-empty subset of {CLASSES}, '
                          f'got {tuple(classes)}')
+
+
+def _write_llvip(out_dir: str, split: str, stem: str, scene: SyntheticScene, width: int,
+                 height: int) -> None:
+    cv2.imwrite(
+        osp.join(out_dir, 'visible', split, stem + '.jpg'), scene.visible,
+        [cv2.IMWRITE_JPEG_QUALITY, 95])
+    th = scene.thermal
+    cv2.imwrite(
+        osp.join(out_dir, 'infrared', split, stem + '.jpg'), cv2.merge([th, th, th]),
+        [cv2.IMWRITE_JPEG_QUALITY, 95])
+    with open(osp.join(out_dir, 'Annotations', stem + '.xml'), 'w') as f:
+        f.write(_voc_xml(stem + '.jpg', width, height, scene.objects))
+
+
+def _write_mfnet(out_dir: str, stem: str, scene: SyntheticScene) -> None:
+    # MFNet's one RGBA PNG per sample (read back as B, G, R, thermal), lossless:
+    # no JPEG block grid in either camera
+    b, g, r = cv2.split(scene.visible)
+    cv2.imwrite(
+        osp.join(out_dir, 'images', stem + '.png'), cv2.merge([b, g, r, scene.thermal]))
+    cv2.imwrite(osp.join(out_dir, 'labels', stem + '.png'), scene.labels)
+
+
+def make_synthetic_rgbt(out_dir: str,
+                        seed: int = 0,
+                        num_train: int = 400,
+                        num_test: int = 100,
+                        width: int = 160,
+                        height: int = 128,
+                        night_fraction: float = 0.5,
+                        classes: Sequence[str] = CLASSES,
+                        task: str = 'detection') -> Dict[str, int]:
+    """Write a synthetic RGB-T dataset: detection in the LLVIP layout,
+    segmentation in the MFNet layout.
+
+    Detection (``task='detection'``): ``Annotations/*.xml``,
+    ``visible/{train,test}/*.jpg``, ``infrared/{train,test}/*.jpg`` (3-channel
+    grey, as LLVIP), names ``01xxxx`` for train and ``19xxxx`` for test, and
+    ``night_{split}.txt`` listing the night scenes.
+
+    Segmentation (``task='segmentation'``): ``images/*.png`` (RGBA: RGB and
+    thermal), ``labels/*.png`` (uint8, :data:`SEG_LABEL_IDS`: MFNet's ids of
+    'unlabeled', 'car', 'person'), ``train.txt`` and ``test.txt``; names as
+    MFNet's, a day scene's ending in ``D`` and a night scene's in ``N``
+    (``010001D``, ``190002N``), which gives the day / night split. The scenes
+    are those of the detection data of the same parameters.
+
+    Both write ``meta.txt`` with the parameters.
+
+    Returns:
+        dict: Number of images and boxes (detection) or labelled object pixels
+        (segmentation) per split.
+    """
+    _check_parameters(width, height, night_fraction, classes, task)
     counts = {}
-    os.makedirs(osp.join(out_dir, 'Annotations'), exist_ok=True)
+    if task == 'detection':
+        os.makedirs(osp.join(out_dir, 'Annotations'), exist_ok=True)
+    else:
+        for folder in ('images', 'labels'):
+            os.makedirs(osp.join(out_dir, folder), exist_ok=True)
     for split, num, base in (('train', num_train, 10001), ('test', num_test, 190001)):
-        vis_dir = osp.join(out_dir, 'visible', split)
-        ir_dir = osp.join(out_dir, 'infrared', split)
-        os.makedirs(vis_dir, exist_ok=True)
-        os.makedirs(ir_dir, exist_ok=True)
-        boxes, nights = 0, []
+        if task == 'detection':
+            for folder in ('visible', 'infrared'):
+                os.makedirs(osp.join(out_dir, folder, split), exist_ok=True)
+        boxes, pixels, nights, stems = 0, 0, [], []
         for i in range(num):
             stem = f'{base + i:06d}'
-            vis, th, objects, night = make_scene(seed, split, i, width, height,
-                                                 night_fraction, classes)
-            cv2.imwrite(
-                osp.join(vis_dir, stem + '.jpg'), vis, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            cv2.imwrite(
-                osp.join(ir_dir, stem + '.jpg'), cv2.merge([th, th, th]),
-                [cv2.IMWRITE_JPEG_QUALITY, 95])
-            with open(osp.join(out_dir, 'Annotations', stem + '.xml'), 'w') as f:
-                f.write(_voc_xml(stem + '.jpg', width, height, objects))
-            boxes += len(objects)
-            if night:
+            scene = draw_scene(seed, split, i, width, height, night_fraction, classes)
+            if task == 'detection':
+                _write_llvip(out_dir, split, stem, scene, width, height)
+            else:
+                stem += 'N' if scene.night else 'D'
+                _write_mfnet(out_dir, stem, scene)
+            stems.append(stem)
+            boxes += len(scene.objects)
+            pixels += int((scene.labels != SEG_LABEL_IDS['background']).sum())
+            if scene.night:
                 nights.append(stem)
-        with open(osp.join(out_dir, f'night_{split}.txt'), 'w') as f:
-            f.write(''.join(s + '\n' for s in nights))
         counts[split] = num
-        counts[f'{split}_boxes'] = boxes
+        if task == 'detection':
+            with open(osp.join(out_dir, f'night_{split}.txt'), 'w') as f:
+                f.write(''.join(s + '\n' for s in nights))
+            counts[f'{split}_boxes'] = boxes
+        else:
+            with open(osp.join(out_dir, f'{split}.txt'), 'w') as f:
+                f.write(''.join(s + '\n' for s in stems))
+            counts[f'{split}_object_pixels'] = pixels
     with open(osp.join(out_dir, 'meta.txt'), 'w') as f:
         f.write(
             synthetic_meta(seed, num_train, num_test, width, height, night_fraction,
-                           classes) + '\n')
+                           classes, task) + '\n')
     return counts

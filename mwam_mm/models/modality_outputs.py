@@ -4,9 +4,11 @@ A model that offers them mixes in :class:`ModalityOutputsMixin` (our RGB-T
 detectors and segmentors do). Each modality's *unimodal prediction* comes from one
 of two sources:
 
-- ``'aux'``: the model's auxiliary head for that modality (RSC's heads), fed by the
-  modality's own stream features; it exists only when the model was built with
-  auxiliary heads (``aux_loss_weight > 0``);
+- ``'aux'``: the model's auxiliary head for that modality (RSC's heads), fed by
+  what the model's ``aux_input`` says: the modality's own stream features
+  (``'stream'``, the default) or its unimodal view (``'view'``, below, with
+  gradient in training); it exists only when the model was built with auxiliary
+  heads (``aux_loss_weight > 0``);
 - ``'view'``: the model's own (shared) head applied, under ``no_grad``, to the
   *unimodal view* of the fused feature: the fusion's output when only that modality
   is present (the other streams replaced as known-missing), which for ``AddFusion``
@@ -42,6 +44,7 @@ The contract, used by the hooks of :mod:`mwam_mm.engine`:
   scoring units, for BTW's per-image KL divergence.
 - :meth:`has_modality_heads`: whether auxiliary heads exist.
 """
+import logging
 import math
 import numbers
 from contextlib import contextmanager
@@ -49,12 +52,14 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..presence import presence_from_data_samples, weights_from_data_samples
 
 SOURCES = ('aux', 'view')
 AUX_HEAD_MODES = ('separate', 'shared')
+AUX_INPUTS = ('stream', 'view')
 STREAM_API = ('layout', 'forward_streams', 'resolve_presence', 'replace_missing',
               'fuse')
 
@@ -95,13 +100,17 @@ def view_mode(module: nn.Module):
             layer.training = True
 
 
-def check_aux_arguments(owner: str, aux_loss_weight, aux_heads) -> float:
-    """``aux_loss_weight`` as a float, after checking both arguments.
+def check_aux_arguments(owner: str,
+                        aux_loss_weight,
+                        aux_heads,
+                        aux_input='stream') -> float:
+    """``aux_loss_weight`` as a float, after checking the arguments.
 
     Args:
         owner (str): The model's name, for the messages.
         aux_loss_weight (float): lambda; a finite number >= 0.
         aux_heads (str): ``'separate'`` or ``'shared'``.
+        aux_input (str): ``'stream'`` or ``'view'``.
     """
     if isinstance(aux_loss_weight, bool) or not isinstance(
             aux_loss_weight,
@@ -114,6 +123,9 @@ def check_aux_arguments(owner: str, aux_loss_weight, aux_heads) -> float:
             f'{owner}: aux_heads={aux_heads!r} is not one of {AUX_HEAD_MODES}: '
             "'separate' builds a copy of the head per modality, 'shared' applies "
             "the model's own head to each modality's features")
+    if aux_input not in AUX_INPUTS:
+        raise ValueError(f"{owner}: aux_input must be 'stream' or 'view', got "
+                         f'{aux_input!r}')
     return float(aux_loss_weight)
 
 
@@ -148,7 +160,8 @@ class ModalityOutputsMixin:
     """Mixed into RGB-T detectors and segmentors: see the module docstring.
 
     It is the one place of what the three RGB-T model classes share: the
-    auxiliary-head options (``aux_loss_weight``, ``aux_heads``), the backbone
+    auxiliary-head options (``aux_loss_weight``, ``aux_heads``, ``aux_input``)
+    and what the auxiliary heads read (:meth:`_aux_features`), the backbone
     pass with the batch's modality state, the unimodal views (one strategy:
     the model's current mode, norm running statistics never updated), the
     auxiliary losses' names and the score entries.
@@ -158,18 +171,46 @@ class ModalityOutputsMixin:
             changed during training, e.g. by a hook; the heads exist iff it was
             > 0 at construction).
         aux_head_mode (str): ``'separate'`` or ``'shared'``.
+        aux_input (str): What each auxiliary head reads: ``'stream'`` (the
+            modality's own stream features through the neck, RSC's input) or
+            ``'view'`` (the modality's unimodal view, with gradient).
         aux_heads (ModuleDict or None): The separate auxiliary heads per used
             modality, else None.
     """
 
     modality_scores_source: Optional[str] = None
     with_aux: bool = False
+    aux_input: str = 'stream'
 
-    def _init_aux(self, aux_loss_weight, aux_heads) -> None:
+    def _init_aux(self,
+                  aux_loss_weight,
+                  aux_heads,
+                  aux_input: str = 'stream',
+                  unused: Tuple[str, ...] = ()) -> None:
+        """Check and keep the auxiliary-head options.
+
+        With ``aux_loss_weight=0`` no auxiliary heads are built: a non-default
+        ``aux_heads`` or ``aux_input`` (and the caller's ``unused`` options,
+        e.g. the segmentor's ``aux_head``) is then ignored with a warning, so
+        that an ablation setting only the weight to 0 stays valid.
+        """
         owner = type(self).__name__
-        self.aux_loss_weight = check_aux_arguments(owner, aux_loss_weight, aux_heads)
+        self.aux_loss_weight = check_aux_arguments(owner, aux_loss_weight, aux_heads,
+                                                   aux_input)
         self.aux_head_mode = aux_heads
+        self.aux_input = aux_input
         self.with_aux = self.aux_loss_weight > 0
+        if not self.with_aux:
+            ignored = list(unused)
+            ignored += [f'aux_heads={aux_heads!r}'] if aux_heads != 'separate' else []
+            ignored += [f'aux_input={aux_input!r}'] if aux_input != 'stream' else []
+            if ignored:
+                print_log(
+                    f'{owner}: aux_loss_weight=0, so no auxiliary per-modality '
+                    f'heads are built; {" / ".join(ignored)} '
+                    f'{"is" if len(ignored) == 1 else "are"} ignored',
+                    logger='current',
+                    level=logging.WARNING)
         self.aux_heads = None
         if self.with_aux:
             self._check_stream_backbone('auxiliary heads (aux_loss_weight > 0)')
@@ -290,6 +331,14 @@ class ModalityOutputsMixin:
     def _view(self, streams: dict, name: str) -> tuple:
         """Modality ``name``'s unimodal view after the neck, with gradient."""
         return self._neck(self._unimodal_fused(streams, name))
+
+    def _aux_features(self, streams: dict, name: str) -> tuple:
+        """What modality ``name``'s auxiliary head reads (``aux_input``): its
+        unimodal view (with gradient), or its stream's own features, after the
+        neck."""
+        if self.aux_input == 'view':
+            return self._view(streams, name)
+        return self._neck(streams[name])
 
     def _views(self, streams: dict) -> Dict[str, tuple]:
         """Each used modality's unimodal view after the neck, without gradient:

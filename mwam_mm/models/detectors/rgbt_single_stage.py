@@ -119,11 +119,7 @@ class RGBTSingleStageDetector(ModalityOutputsMixin, SingleStageDetector):
             train_cfg=train_cfg,
             test_cfg=test_cfg,
             **kwargs)
-        self._init_aux(aux_loss_weight, aux_heads)
-        if aux_input not in ('stream', 'view'):
-            raise ValueError(f"{type(self).__name__}: aux_input must be 'stream' or "
-                             f"'view', got {aux_input!r}")
-        self.aux_input = aux_input
+        self._init_aux(aux_loss_weight, aux_heads, aux_input)
         if self.with_aux and aux_heads == 'separate':
             head_cfg.update(train_cfg=train_cfg, test_cfg=test_cfg)
             self.aux_heads = ModuleDict({
@@ -134,13 +130,6 @@ class RGBTSingleStageDetector(ModalityOutputsMixin, SingleStageDetector):
 
     def _aux_head(self, name: str) -> nn.Module:
         return self.bbox_head if self.aux_heads is None else self.aux_heads[name]
-
-    def _aux_features(self, streams: dict, name: str) -> tuple:
-        """What modality ``name``'s auxiliary head reads (``aux_input``): its
-        unimodal view, or its stream's own features, after the neck."""
-        if self.aux_input == 'view':
-            return self._view(streams, name)
-        return self._neck(streams[name])
 
     # targets and losses --------------------------------------------------------
     def _check_scores_head(self) -> None:

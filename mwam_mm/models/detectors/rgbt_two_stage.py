@@ -43,7 +43,10 @@ class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
     ``'shared'``, with gradient) classifies and regresses them against the same
     targets. Its losses get the modality as suffix (``loss_cls_rgb``,
     ``loss_bbox_thermal``; accuracy ``acc_rgb``, not a loss), scaled by
-    ``aux_loss_weight``.
+    ``aux_loss_weight``. With ``aux_input='view'`` the extractor pools each
+    modality's unimodal view (the fusion's output with only that modality
+    present, through the neck, with gradient) on the same RoIs instead of its
+    stream's own features.
 
     Why no per-modality RPN and no sampling of its own: RSC needs a unimodal loss
     whose gradient reaches each stream, and the RoI classification and regression
@@ -54,10 +57,11 @@ class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
     units with the same labels, the cost is one box-head forward per modality, and
     the RPN stays the fused one. The mask head (Mask R-CNN) has no auxiliary copy.
 
-    The auxiliary heads take the streams' own features, before the backbone's
-    ``fused_grad_scale`` (RSC-MD's modality decoupling), also for samples the
-    fused path treats as missing. Inference uses the fused path only. Modalities
-    in the backbone's ``ignore_modalities`` get no head and no score.
+    The auxiliary heads take the streams' own features (or, with ``'view'``,
+    the fusion of them), before the backbone's ``fused_grad_scale`` (RSC-MD's
+    modality decoupling), also for samples the fused path treats as missing.
+    Inference uses the fused path only. Modalities in the backbone's
+    ``ignore_modalities`` get no head and no score.
 
     **Scores** (:class:`~mwam_mm.models.ModalityOutputsMixin`): while
     ``modality_scores_source`` is ``'aux'`` or ``'view'``, ``loss()`` adds
@@ -74,6 +78,15 @@ class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
         aux_loss_weight (float): lambda, weight of the auxiliary losses; 0
             (default) builds no auxiliary heads.
         aux_heads (str): ``'separate'`` (default) or ``'shared'``.
+        aux_input (str): What each auxiliary box head sees: ``'stream'``
+            (default, RSC: the modality's own stream features through the neck,
+            pooled on the fused path's sampled RoIs) or ``'view'`` (ours: the
+            fusion's output with only that modality present, the model's own
+            missing-modality view, with gradient, pooled on the same RoIs).
+            With ``aux_heads='shared'``, ``'view'`` trains the RoI head on every
+            single-modality input of every sample, next to the full one: all of
+            modality dropout's subsets at once, without dropping the full one
+            (the RPN is trained on the full input only).
         **kwargs: Arguments of ``TwoStageDetector`` (``backbone``, ``neck``,
             ``rpn_head``, ``roi_head``, ``train_cfg``, ``test_cfg``,
             ``data_preprocessor``, ``init_cfg``).
@@ -89,7 +102,8 @@ class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  aux_loss_weight: float = 0.0,
-                 aux_heads: str = 'separate'):
+                 aux_heads: str = 'separate',
+                 aux_input: str = 'stream'):
         box_head_cfg = copy.deepcopy((roi_head or {}).get('bbox_head'))
         super().__init__(
             backbone=backbone,
@@ -100,7 +114,7 @@ class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
             test_cfg=test_cfg,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        self._init_aux(aux_loss_weight, aux_heads)
+        self._init_aux(aux_loss_weight, aux_heads, aux_input)
         if self.with_aux:
             self._check_roi_head('auxiliary heads (aux_loss_weight > 0)')
             if aux_heads == 'separate':
@@ -215,7 +229,7 @@ class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
             for name in self.modality_names:
                 box_head = self._aux_box_head(name)
                 cls_score, bbox_pred = self._box_forward(
-                    self._neck(streams[name]), rois, box_head)
+                    self._aux_features(streams, name), rois, box_head)
                 aux_scores[name] = cls_score
                 aux = box_head.loss_and_target(
                     cls_score=cls_score,
@@ -299,7 +313,8 @@ class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
                     head = self._aux_box_head(name)
                     probs[name] = self._class_probs(
                         head,
-                        self._box_forward(self._neck(streams[name]), rois, head)[0])
+                        self._box_forward(
+                            self._aux_features(streams, name), rois, head)[0])
         confidence = probs['fused'][:, :box_head.num_classes].max(dim=1).values
         results = {key: [] for key in probs}
         for i in range(len(proposals)):

@@ -59,7 +59,9 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
     used by :meth:`predict` or ``_forward``: no cost at test time. Heads see each
     stream's own features also for samples whose modality the fused path replaces
     as missing. Only the modalities the backbone uses get heads (none for its
-    ``ignore_modalities``).
+    ``ignore_modalities``). With ``aux_input='view'`` each auxiliary head reads
+    the modality's unimodal view instead (the fusion's output with only that
+    modality present, through the neck, with gradient).
 
     **Per-modality outputs** (:class:`~mwam_mm.models.ModalityOutputsMixin`):
     while ``modality_scores_source`` is ``'aux'`` or ``'view'``, :meth:`loss`
@@ -97,6 +99,14 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             main ``decode_head`` itself is applied to each stream's own features
             (no extra parameters; its weights learn from the fused and the
             unimodal losses).
+        aux_input (str): What each auxiliary decode head sees: ``'stream'``
+            (default, RSC: the modality's own stream features through the neck)
+            or ``'view'`` (ours: the fusion's output with only that modality
+            present, the model's own missing-modality view, with gradient).
+            With ``aux_heads='shared'``, ``'view'`` trains the decode head on
+            every single-modality input of every sample, next to the full one:
+            all of modality dropout's subsets at once, without dropping the full
+            one. mmseg's ``auxiliary_head`` stays on the fused features.
         aux_head (dict, optional): Decode-head config of the separate auxiliary
             heads, built once per modality. Defaults to ``None``: a copy of
             ``decode_head``'s config. It must predict the same ``num_classes``,
@@ -120,13 +130,14 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
                  aux_loss_weight: float = 0.0,
                  aux_heads: Optional[str] = None,
                  aux_head: Optional[dict] = None,
+                 aux_input: str = 'stream',
                  modality_aux_heads: Optional[str] = None,
                  modality_aux_head: Optional[dict] = None):
         aux_heads = _alias('aux_heads', aux_heads, 'modality_aux_heads',
                            modality_aux_heads) or 'separate'
         aux_head = _alias('aux_head', aux_head, 'modality_aux_head', modality_aux_head)
         # before building anything: the same checks as the detectors', then ours
-        check_aux_arguments(type(self).__name__, aux_loss_weight, aux_heads)
+        check_aux_arguments(type(self).__name__, aux_loss_weight, aux_heads, aux_input)
         self._check_head_config(aux_head, aux_heads)
         super().__init__(
             backbone=backbone,
@@ -140,15 +151,13 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             init_cfg=init_cfg)
         # checkpoints written before the heads had the detectors' name load too
         self._register_load_state_dict_pre_hook(_rename_old_aux_head_keys)
-        if aux_loss_weight == 0 and (aux_head is not None or aux_heads != 'separate'):
-            # an ablation that sets only the weight to 0 stays valid
-            print_log(
-                'RGBTEncoderDecoder: aux_loss_weight=0, so no auxiliary '
-                'per-modality heads are built; aux_head / '
-                f'aux_heads={aux_heads!r} are ignored',
-                logger='current',
-                level=logging.WARNING)
-        self._init_aux(aux_loss_weight, aux_heads)
+        # aux_loss_weight=0: a given aux_head, aux_heads or aux_input is ignored
+        # with a warning (an ablation that sets only the weight to 0 stays valid)
+        self._init_aux(
+            aux_loss_weight,
+            aux_heads,
+            aux_input,
+            unused=('aux_head', ) if aux_head is not None else ())
         if not self.with_aux:
             return
         if aux_heads == 'shared':
@@ -280,7 +289,7 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             for name in self.modality_names:
                 head = self._aux_head(name)
                 # forward + loss_by_feat is the head's loss(), logits kept
-                aux_logits[name] = head(self._neck(streams[name]))
+                aux_logits[name] = head(self._aux_features(streams, name))
                 self._add_aux_losses(
                     losses,
                     head.loss_by_feat(aux_logits[name], data_samples),
@@ -322,7 +331,7 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             batch_data_samples (list[SegDataSample]): Its samples, with
                 ``gt_sem_seg``: the labelled pixels (label != ``ignore_index``).
             source (str): ``'view'`` (the shared head on each unimodal view),
-                ``'aux'`` (the auxiliary heads on each stream's features) or
+                ``'aux'`` (the auxiliary heads on what they read, ``aux_input``) or
                 ``'auto'``.
             top_k (int): At most this many labelled pixels per image, evenly
                 subsampled in raster order (indices ``floor(j * n / top_k)`` of
@@ -345,7 +354,8 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
             for name in self.modality_names:
                 if source == 'aux':
                     head = self._aux_head(name)
-                    logits[name] = (head(self._neck(streams[name])), head.align_corners)
+                    feats = self._aux_features(streams, name)
+                    logits[name] = (head(feats), head.align_corners)
                 else:
                     logits[name] = (self.decode_head(views[name]),
                                     self.decode_head.align_corners)

@@ -1,0 +1,3 @@
+_base_ = [
+    './deeplabv3plus_dual-r18-slim-d8_1xb8-12e_synthetic.py', '../_base_/methods/btw.py'
+]

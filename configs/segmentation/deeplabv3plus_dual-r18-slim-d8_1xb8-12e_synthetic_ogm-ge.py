@@ -1,0 +1,4 @@
+_base_ = [
+    './deeplabv3plus_dual-r18-slim-d8_1xb8-12e_synthetic.py',
+    '../_base_/methods/ogm-ge.py'
+]

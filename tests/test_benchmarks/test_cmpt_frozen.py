@@ -1,0 +1,76 @@
+"""The `cmpt-frozen` variant: its streams start from the same seed's unimodal
+references and stay frozen; it runs after them, and without them it is refused."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from mwam_mm.compat.checkpoint import load_local_checkpoint
+from tests.helpers.scripts import load_script
+
+
+def leaderboard():
+    return load_script('benchmarks/robustness_leaderboard.py', '_leaderboard')
+
+
+def _streams(path, modality):
+    state = load_local_checkpoint(path)['state_dict']
+    prefix = f'backbone.streams.{modality}.'
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def test_cmpt_frozen_starts_from_the_references_and_keeps_their_streams(
+        tmp_path, capsys):
+    benchmark = leaderboard()
+    work = str(tmp_path / 'work')
+    benchmark.main([
+        '--work-dir', work, '--data-root',
+        str(tmp_path / 'data'), '--max-iters', '2', '--num-train', '4', '--num-test',
+        '2', '--width', '64', '--height', '64', '--batch-size', '2', '--variants',
+        'cmpt-frozen', 'unimodal-rgb', 'unimodal-thermal', '--seeds', '0',
+        '--scenarios', 'missing', '--splits', 'none'
+    ])
+    capsys.readouterr()
+    runs = osp.join(work, 'runs')
+    result = json.load(open(osp.join(runs, 'cmpt-frozen', 'seed0', 'result.json')))
+    assert set(result['scenarios']['missing']) == {'rgb+thermal', 'rgb', 'thermal'}
+    fused = osp.join(runs, 'cmpt-frozen', 'seed0', 'iter_2.pth')
+    for modality in ('rgb', 'thermal'):
+        reference = osp.join(runs, f'unimodal-{modality}', 'seed0', 'iter_2.pth')
+        ours, theirs = _streams(fused, modality), _streams(reference, modality)
+        assert ours and set(ours) == set(theirs)
+        # the reference's weights and norm statistics, unchanged by training
+        for key, value in theirs.items():
+            assert torch.equal(ours[key], value), key
+    state = load_local_checkpoint(fused)['state_dict']
+    assert any(k.startswith('backbone.adapters.rgb.') for k in state)
+    assert any(k.startswith('backbone.missing_substitute.') for k in state)
+
+
+def test_cmpt_frozen_without_its_references_is_refused(tmp_path):
+    benchmark = leaderboard()
+    with pytest.raises(
+            SystemExit,
+            match=r"cmpt-frozen starts its streams from the "
+            r"runs of \['unimodal-thermal'\]"):
+        benchmark.main([
+            '--work-dir',
+            str(tmp_path / 'work'), '--data-root',
+            str(tmp_path / 'data'), '--max-iters', '1', '--num-train', '2',
+            '--num-test', '2', '--width', '64', '--height', '64', '--variants',
+            'cmpt-frozen', 'unimodal-rgb', '--seeds', '0'
+        ])
+
+
+def test_a_missing_reference_checkpoint_is_named(tmp_path):
+    lb = leaderboard().lb
+    missing = str(tmp_path / 'nowhere' / 'epoch_12.pth')
+    with pytest.raises(FileNotFoundError, match='the rgb stream starts from .*nowhere'):
+        lb.run_variant(
+            lb.SYNTHETIC_CONFIG,
+            str(tmp_path / 'run'),
+            0,
+            dict(max_iters=1),
+            'cmpt-frozen',
+            stream_checkpoints={'rgb': missing})
