@@ -95,21 +95,22 @@ def parse_args(argv=None):
     parser.add_argument(
         '--reference-epochs',
         type=runner_utils.positive_int,
-        help='train the unimodal references (the ceilings) this many epochs, until '
-        'their score stops improving (see --curve-interval); default: as the '
-        'others')
+        help='train the unimodal references (the ceilings) this many epochs (choose '
+        'it where their curve has flattened, --curve-interval; a config trained by '
+        'epochs, not with --max-iters); default: as the others')
     parser.add_argument(
         '--curve-interval',
         type=runner_utils.positive_int,
         help='validate the references every this many epochs (iterations for a '
-        'config trained by iterations) while they train: their training curve and '
-        'whether it has converged, in the report')
+        'config trained by iterations, or with --max-iters) while they train: their '
+        'training curve and whether it has converged, in the report')
     parser.add_argument(
         '--batch-size', type=runner_utils.positive_int, help='default: the config\'s')
     parser.add_argument(
         '--data-root',
-        help='the dataset; default: the config\'s, for the synthetic config '
-        'data/synthetic_rgbt (another folder for other generator options)')
+        help='the dataset; default: the config\'s, for a synthetic config '
+        'data/synthetic_rgbt (detection) or data/synthetic_rgbt_seg (segmentation); '
+        'another folder for other generator options')
     generator = parser.add_argument_group(
         'synthetic data (only with the synthetic config; made if absent)')
     generator.add_argument('--data-seed', type=runner_utils.non_negative_int)
@@ -207,6 +208,11 @@ def main(argv=None):
         args.config = lb.existing_config(args.config)
     except FileNotFoundError as e:
         raise SystemExit(f'{lb.TAG} {e}')
+    if args.reference_epochs is not None and args.max_iters is not None:
+        raise SystemExit(
+            f'{lb.TAG} --reference-epochs {args.reference_epochs} trains the '
+            f'references by epochs, and --max-iters {args.max_iters} trains every '
+            'run, the references too, by iterations: give one of them')
     variants = args.variants or list(lb.VARIANTS)
     if lb.BASELINE not in variants:
         log(f'no {lb.BASELINE!r} among the variants: nothing is marked')
@@ -244,14 +250,14 @@ def main(argv=None):
             path = osp.join(run_dir, lb.RESULT_FILE)
             if args.force and osp.isdir(run_dir):
                 shutil.rmtree(run_dir)
-            checkpoints = stream_checkpoints(args, variant, seed, options)
-            cfg = lb.build_run_config(args.config, run_dir, seed, options, variant,
-                                      checkpoints)
-            setup = lb.training_setup(cfg, args.config, seed, variant)
-            try:
+            try:  # a schedule the config cannot take, a stored run of another setup
+                checkpoints = stream_checkpoints(args, variant, seed, options)
+                cfg = lb.build_run_config(args.config, run_dir, seed, options, variant,
+                                          checkpoints)
+                setup = lb.training_setup(cfg, args.config, seed, variant)
                 status = lb.stored_status(run_dir, setup, options.evaluation())
             except ValueError as e:
-                raise SystemExit(f'{lb.TAG} {e}')
+                raise SystemExit(f'{lb.TAG} {variant} seed {seed}: {e}')
             plan.append((variant, seed, run_dir, path, status, checkpoints))
     to_do = sum(status != 'done' for *_, status, _ in plan)
     log(f'{len(plan)} runs ({len(variants)} variants x {len(args.seeds)} seeds), '

@@ -37,10 +37,11 @@ from .data import (SYNTHETIC_DEFAULTS, SYNTHETIC_READERS, SYNTHETIC_ROOTS,
 from .pool import TAG, Progress, default_jobs, format_duration, run_jobs
 from .report import (curve_lines, format_fraction, format_paired, format_stats,
                      leaderboard_chart, leaderboard_markdown, write_leaderboard)
-from .runs import (HISTORY_PREFIXES, RESULT_FILE, SETUP_FILE, SETUP_KEYS, RunOptions,
-                   build_run_config, curve_points, final_checkpoint, load_result,
-                   repo_relative, run_variant, save_result, set_stream_checkpoints,
-                   stored_status, subset_names, training_curve, training_setup)
+from .runs import (CURVE_STEP_KEY, HISTORY_PREFIXES, RESULT_FILE, SETUP_FILE,
+                   SETUP_KEYS, CurveStepHook, RunOptions, build_run_config,
+                   curve_points, final_checkpoint, load_result, repo_relative,
+                   run_variant, save_result, set_stream_checkpoints, stored_status,
+                   stream_weights_digest, subset_names, training_curve, training_setup)
 from .schedule import apply_schedule, hook_within_iters, set_test_scale
 from .variants import (ANALYSIS_VARIANTS, BASELINE, CEILINGS, METHOD_MODEL_KEY,
                        METHODS_DIR, ROOT, SYNTHETIC_CONFIG, SYNTHETIC_SEG_CONFIG,
@@ -50,19 +51,20 @@ from .variants import (ANALYSIS_VARIANTS, BASELINE, CEILINGS, METHOD_MODEL_KEY,
                        variant_name)
 
 __all__ = [
-    'ANALYSIS_VARIANTS', 'BASELINE', 'CEILINGS', 'HISTORY_PREFIXES', 'METHODS_DIR',
-    'METHOD_MODEL_KEY', 'RESULT_FILE', 'ROOT', 'SETUP_FILE', 'SETUP_KEYS',
-    'SYNTHETIC_CONFIG', 'SYNTHETIC_SEG_CONFIG', 'SYNTHETIC_DEFAULTS',
-    'SYNTHETIC_READERS', 'SYNTHETIC_ROOTS', 'TAG', 'VARIANTS', 'Progress', 'RunOptions',
-    'Variant', 'aggregate', 'curve_board', 'curve_lines', 'curve_points',
-    'format_fraction', 'training_curve', 'final_checkpoint', 'set_stream_checkpoints',
-    'stream_sources', 'apply_overlays', 'apply_schedule', 'apply_variant',
-    'build_run_config', 'ceiling_modality', 'check_variants', 'data_root_options',
-    'default_jobs', 'default_synthetic_root', 'ensure_synthetic_data',
-    'existing_config', 'expected_cost', 'format_duration', 'format_paired',
-    'format_stats', 'hook_within_iters', 'is_synthetic_config', 'leaderboard_chart',
-    'leaderboard_markdown', 'load_result', 'load_variant', 'overlay_delta',
-    'overlay_path', 'repo_relative', 'run_jobs', 'run_variant', 'save_result',
-    'set_test_scale', 'stored_status', 'subset_names', 'synthetic_meta',
-    'synthetic_task', 'training_setup', 'variant_name', 'write_leaderboard'
+    'ANALYSIS_VARIANTS', 'BASELINE', 'CEILINGS', 'CURVE_STEP_KEY', 'CurveStepHook',
+    'HISTORY_PREFIXES', 'METHODS_DIR', 'METHOD_MODEL_KEY', 'RESULT_FILE', 'ROOT',
+    'SETUP_FILE', 'SETUP_KEYS', 'SYNTHETIC_CONFIG', 'SYNTHETIC_SEG_CONFIG',
+    'SYNTHETIC_DEFAULTS', 'SYNTHETIC_READERS', 'SYNTHETIC_ROOTS', 'TAG', 'VARIANTS',
+    'Progress', 'RunOptions', 'Variant', 'aggregate', 'curve_board', 'curve_lines',
+    'curve_points', 'format_fraction', 'training_curve', 'final_checkpoint',
+    'set_stream_checkpoints', 'stream_sources', 'apply_overlays', 'apply_schedule',
+    'apply_variant', 'build_run_config', 'ceiling_modality', 'check_variants',
+    'data_root_options', 'default_jobs', 'default_synthetic_root',
+    'ensure_synthetic_data', 'existing_config', 'expected_cost', 'format_duration',
+    'format_paired', 'format_stats', 'hook_within_iters', 'is_synthetic_config',
+    'leaderboard_chart', 'leaderboard_markdown', 'load_result', 'load_variant',
+    'overlay_delta', 'overlay_path', 'repo_relative', 'run_jobs', 'run_variant',
+    'save_result', 'set_test_scale', 'stored_status', 'stream_weights_digest',
+    'subset_names', 'synthetic_meta', 'synthetic_task', 'training_setup',
+    'variant_name', 'write_leaderboard'
 ]

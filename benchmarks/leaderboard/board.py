@@ -172,7 +172,7 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
     (:func:`paired_difference`); the reference has **converged** when that
     interval does not lie above 0 (no gain beyond the noise), and **is still
     improving** when it does. With one seed, or no point before two thirds,
-    it is **undetermined**.
+    it is **undetermined**. The points are those every seed's curve has.
 
     Returns:
         dict: ``{variant: {metric, unit, points, scores: [stats per point],
@@ -184,15 +184,22 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
         curves = [(r['seed'], r['curve']) for r in results if r.get('curve')]
         if not curves:
             continue
-        points = curves[0][1]['points']
-        curves = [(seed, c) for seed, c in curves if c['points'] == points]
+        first = curves[0][1]
+        # the points every seed has (a run resumed from a checkpoint saved where
+        # it then validated lacks that point), each seed's scores there
+        common = set.intersection(*(set(c['points']) for _, c in curves))
+        points = [p for p in first['points'] if p in common]
+        if not points:
+            continue
+        curves = [(seed, [dict(zip(c['points'], c['scores']))[p] for p in points])
+                  for seed, c in curves]
         entry = dict(
-            metric=curves[0][1]['metric'],
-            unit=curves[0][1]['unit'],
+            metric=first['metric'],
+            unit=first['unit'],
             points=points,
             seeds=[seed for seed, _ in curves],
             scores=[
-                seed_statistics([c['scores'][i] for _, c in curves])
+                seed_statistics([scores[i] for _, scores in curves])
                 for i in range(len(points))
             ],
             last_third=None,
@@ -204,7 +211,7 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
             entry['from_point'] = points[start]
             if len(curves) > 1:
                 gain = paired_difference(
-                    [c['scores'][-1] - c['scores'][start] for _, c in curves])
+                    [scores[-1] - scores[start] for _, scores in curves])
                 entry['last_third'] = gain
                 entry['converged'] = not gain['low'] > 0
         board[variant] = entry

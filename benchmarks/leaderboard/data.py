@@ -27,13 +27,22 @@ def is_synthetic_config(path: str) -> bool:
 
 def synthetic_task(path: str) -> str:
     """``'detection'`` or ``'segmentation'``: which synthetic data the config
-    ``path`` reads, by its training dataset's class.
+    ``path`` reads, by its training dataset's class (the wrapped one, for a
+    dataset wrapper such as ``RepeatDataset``).
 
     Raises:
-        ValueError: The dataset class reads neither layout.
+        ValueError: The config has no training dataset, or one of a class that
+            reads neither layout (named).
     """
     cfg = Config.fromfile(path, import_custom_modules=False)
-    kind = str(cfg.train_dataloader.dataset.get('type', '')).split('.')[-1]
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset')
+    while isinstance(dataset, dict) and ('dataset' in dataset or 'datasets' in dataset):
+        dataset = dataset.get('dataset') or (dataset.get('datasets') or [None])[0]
+    if not isinstance(dataset, dict):
+        raise ValueError(f'{path}: no train_dataloader.dataset, so it reads no '
+                         'synthetic data')
+    kind = dataset.get('type', '')
+    kind = str(getattr(kind, '__name__', kind)).split('.')[-1]
     if kind not in SYNTHETIC_READERS:
         raise ValueError(
             f'{path}: its training dataset {kind!r} reads no synthetic layout; the '
@@ -44,7 +53,14 @@ def synthetic_task(path: str) -> str:
 def default_synthetic_root(task: str = 'detection', **params) -> str:
     """``data/synthetic_rgbt`` (detection) or ``data/synthetic_rgbt_seg``
     (segmentation) for the defaults; a folder named by the parameters otherwise
-    (so held-out variants do not overwrite the demo's data)."""
+    (so held-out variants do not overwrite the demo's data).
+
+    Raises:
+        ValueError: An unknown task.
+    """
+    if task not in SYNTHETIC_ROOTS:
+        raise ValueError(f'synthetic task must be one of {tuple(SYNTHETIC_ROOTS)}, '
+                         f'got {task!r}')
     p = dict(SYNTHETIC_DEFAULTS, **params)
     name = SYNTHETIC_ROOTS[task]
     if p == SYNTHETIC_DEFAULTS:

@@ -11,6 +11,10 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
+from mmengine.hooks import Hook
+
+from mwam_mm.compat.checkpoint import load_local_checkpoint
 from mwam_mm.compat.resume import check_last_checkpoint
 from mwam_mm.engine import build_runner, load_config
 from mwam_mm.evaluation import SCENARIOS, evaluate_robustness, subset_name, summarize
@@ -26,8 +30,11 @@ SETUP_FILE = 'setup.json'
 RESULT_FILE = 'result.json'
 # what makes a trained model; a stored setup is compared on these only (the
 # config's path is a label: the same config reached from a leaf file or from a
-# base and its overlays is the same training)
-SETUP_KEYS = ('seed', 'config_hash', 'data')
+# base and its overlays is the same training; so are the paths of the checkpoints
+# the streams start from: their weights are compared, ``streams``)
+SETUP_KEYS = ('seed', 'config_hash', 'data', 'streams')
+#: the message hub's key of each validation's step (:class:`CurveStepHook`)
+CURVE_STEP_KEY = 'curve/step'
 
 
 @dataclass
@@ -39,12 +46,16 @@ class RunOptions:
         epochs, max_iters: Training length (see :func:`apply_schedule`); None
             keeps the config's.
         reference_epochs: Training length of the unimodal references (the
-            ceiling variants) in epochs, where it differs from ``epochs``: they
-            are trained until their score stops improving (see
-            :func:`~.board.aggregate`'s ``curves``); None: as the others.
+            ceiling variants) in epochs, where it differs from ``epochs``: long
+            enough for their score to stop improving, which their curve shows
+            (``curve_interval``; :func:`~.board.curve_board`); None: as the
+            others. Not with ``max_iters``, nor for a config trained by
+            iterations.
         curve_interval: Validate the references every this many epochs
-            (iterations for a config trained by iterations) while they train,
-            and keep the scores: their training curve; None: no curve.
+            (iterations where the run trains by iterations: a config trained by
+            iterations, or ``max_iters``) while they train, and keep the scores:
+            their training curve; at most their training length; None: no
+            curve.
         batch_size: Training batch size; None keeps the config's.
         cfg_options: More config options (``{'a.b': value}``), applied last.
         test_scale: ``(w, h)`` for the test pipelines' ``Resize``
@@ -64,6 +75,9 @@ class RunOptions:
         log: Called with progress messages (not part of the setup).
         quiet: Show only warnings of the run's logger on the console (the log
             file in the work dir keeps everything; not part of the setup).
+
+    Raises:
+        ValueError: ``reference_epochs`` with ``max_iters``.
     """
     epochs: Optional[int] = None
     max_iters: Optional[int] = None
@@ -81,6 +95,13 @@ class RunOptions:
     diagnostics: bool = True
     log: Optional[Callable[[str], None]] = None
     quiet: bool = False
+
+    def __post_init__(self):
+        if self.reference_epochs is not None and self.max_iters is not None:
+            raise ValueError(
+                f'reference_epochs={self.reference_epochs} trains the references by '
+                f'epochs, and max_iters={self.max_iters} trains every run, the '
+                'references too, that many iterations: give one of them')
 
     @classmethod
     def build(cls, options: Union[None, dict, 'RunOptions']) -> 'RunOptions':
@@ -148,6 +169,12 @@ def build_run_config(cfg_path: str,
     The overlays are chosen and applied before the schedule is changed: a smoke
     run (``max_iters`` on an epoch-based config) trains the epoch-based method
     settings, made to act within it by :func:`apply_schedule`.
+
+    Raises:
+        ValueError: A schedule the config cannot take (:func:`apply_schedule`;
+            ``reference_epochs`` for a reference of a config trained by
+            iterations; a ``curve_interval`` longer than the reference's
+            training), named.
     """
     opts = RunOptions.build(options)
     cfg = load_config(cfg_path, {'randomness.seed': seed}, work_dir)
@@ -155,10 +182,21 @@ def build_run_config(cfg_path: str,
         cfg = apply_variant(cfg, cfg_path, variant)
     reference = variant is not None and ceiling_modality(variant) is not None
     epochs = opts.epochs
-    if reference and opts.reference_epochs is not None and opts.max_iters is None:
+    if reference and opts.reference_epochs is not None:
+        if 'max_epochs' not in cfg.train_cfg:
+            raise ValueError(
+                f'reference_epochs={opts.reference_epochs}: {cfg_path} trains by '
+                f'iterations (train_cfg={dict(cfg.train_cfg)}); its references train '
+                'as long as the other variants')
         epochs = opts.reference_epochs
     apply_schedule(cfg, epochs, opts.max_iters)
     if reference and opts.curve_interval is not None:
+        length, unit = _length(cfg), _unit(cfg)
+        if opts.curve_interval > length:
+            raise ValueError(
+                f'curve_interval={opts.curve_interval} is longer than the training '
+                f'of {variant} ({length} {unit}s): its curve would have no point but '
+                'the last')
         # the loop validates every interval and at its end (mmengine's loops)
         cfg.train_cfg.val_interval = opts.curve_interval
     if opts.batch_size is not None:
@@ -183,19 +221,71 @@ def repo_relative(path: str) -> str:
     return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
 
 
+def _stream_inits(content: dict) -> Dict[str, dict]:
+    """The ``Pretrained`` init configs of the backbone's streams in a config
+    dict (``{modality: init_cfg}``; :func:`set_stream_checkpoints`)."""
+    backbone = (content.get('model') or {}).get('backbone') or {}
+    streams = backbone.get('streams') or {}
+    return {
+        m: s['init_cfg']
+        for m, s in streams.items()
+        if isinstance(s, dict) and isinstance(s.get('init_cfg'), dict)
+        and s['init_cfg'].get('type') == 'Pretrained'
+    }
+
+
+def stream_weights_digest(path: str, prefix: str) -> Optional[str]:
+    """The SHA-1 of the weights under ``prefix`` in the checkpoint ``path``
+    (names, shapes, dtypes and values: not the file, whose meta and message hub
+    differ between two trainings of the same weights); None when there is no
+    such file.
+
+    Raises:
+        ValueError: The file cannot be read as a checkpoint (named).
+    """
+    if not osp.isfile(path):
+        return None
+    try:
+        state = load_local_checkpoint(path, map_location='cpu')
+    except (RuntimeError, OSError) as e:
+        raise ValueError(f'a stream starts from {path}, which cannot be read: {e}')
+    state = state.get('state_dict', state) if isinstance(state, dict) else {}
+    digest = hashlib.sha1()
+    for key in sorted(k for k in state if k.startswith(prefix)):
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            continue
+        digest.update(f'{key} {tuple(value.shape)} {value.dtype}'.encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(
+            torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def training_setup(cfg,
                    cfg_path: str,
                    seed: int,
                    variant: Optional[str] = None) -> dict:
     """What makes a trained model (:data:`SETUP_KEYS`): the config (after
-    variant and options: its hash), the seed and the data (the synthetic
-    generator's ``meta.txt``, when present); and as labels the config file and
-    the variant."""
+    variant and options: its hash), the seed, the data (the synthetic
+    generator's ``meta.txt``, when present) and, for streams that start from a
+    checkpoint (``cmpt-frozen``: the references'), those weights
+    (``streams``: :func:`stream_weights_digest`, None while the file is not
+    there); and as labels the config file, the variant and those checkpoints'
+    paths (``stream_checkpoints``: not in the hash, so that a moved work dir
+    keeps its runs, while a reference trained again invalidates what started
+    from it)."""
     content = {
         k: v
         for k, v in cfg.to_dict().items()
         if k not in ('work_dir', 'launcher', 'resume', 'load_from', 'log_level')
     }
+    inits = _stream_inits(content)
+    streams, paths = {}, {}
+    for modality, init in inits.items():
+        path = str(init.get('checkpoint'))
+        streams[modality] = stream_weights_digest(path, init.get('prefix', ''))
+        paths[modality] = repo_relative(path)
+        init['checkpoint'] = None  # the weights are compared instead
     digest = hashlib.sha1(json.dumps(content, sort_keys=True,
                                      default=str).encode()).hexdigest()
     data = {}
@@ -207,6 +297,8 @@ def training_setup(cfg,
             meta=open(meta).read().strip() if root and osp.isfile(meta) else None)
     setup = dict(
         config=repo_relative(cfg_path), seed=seed, config_hash=digest, data=data)
+    if inits:  # absent otherwise: the setups stored before stay valid
+        setup.update(streams=streams, stream_checkpoints=paths)
     if variant is not None:
         setup['variant'] = variant
     return setup
@@ -233,6 +325,51 @@ def _quiet_console(logger) -> None:
             handler.setLevel(logging.INFO)
         elif isinstance(handler, logging.StreamHandler):
             handler.setLevel(logging.WARNING)
+
+
+class CurveStepHook(Hook):
+    """Keeps the step of each validation (the epoch, or the iteration for a
+    loop by iterations) in the message hub under :data:`CURVE_STEP_KEY`, next
+    to mmengine's ``val/<metric>`` (``RuntimeInfoHook``).
+
+    Both histories are saved in the checkpoints and resumed with them, so the
+    scores of a resumed run keep their steps: mmengine's loops save a
+    checkpoint before they validate at the same step, and a run resumed from it
+    does not validate that step again.
+
+    Args:
+        by_epoch (bool): The training loop counts epochs.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, by_epoch: bool):
+        self.by_epoch = by_epoch
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        step = runner.epoch if self.by_epoch else runner.iter
+        runner.message_hub.update_scalar(CURVE_STEP_KEY, step)
+
+
+def _records_curve(cfg) -> bool:
+    """The run validates while it trains (a reference with ``curve_interval``;
+    the others' ``val_interval`` lies past their training, :func:`apply_schedule`)."""
+    return cfg.train_cfg.get('val_interval', 0) <= _length(cfg)
+
+
+def _curve_steps(runner) -> List[int]:
+    buffer = runner.message_hub.log_scalars.get(CURVE_STEP_KEY)
+    return [] if buffer is None else [int(v) for v in buffer.data[0].tolist()]
+
+
+def _validate_final(runner, cfg) -> None:
+    """Validate the final weights where the curve has no score for them: a run
+    resumed from its final checkpoint (a finished training tested again) trains
+    nothing, and that checkpoint was saved before the final validation."""
+    steps = _curve_steps(runner)
+    last = runner.epoch if _unit(cfg) == 'epoch' else runner.iter
+    if runner.val_loop is not None and (not steps or steps[-1] != last):
+        runner.val_loop.run()
 
 
 def run_variant(cfg_path: str,
@@ -269,7 +406,9 @@ def run_variant(cfg_path: str,
         ``summaries`` (``{scenario: summarize(...)}``; not for ceilings),
         ``splits`` (``{split: {scenario: {subset: score}}}``), ``degradations``
         (or None), ``train_seconds``, ``eval_seconds``, ``history``
-        (``{key: per-iteration values}``).
+        (``{key: per-iteration values}``), ``curve`` (:func:`training_curve`
+        in the test metric, for a run that validates while it trains: a
+        reference with ``curve_interval``; else None).
     """
     opts = RunOptions.build(options)
     log = opts.log or (lambda message: None)
@@ -298,8 +437,13 @@ def run_variant(cfg_path: str,
     runner = build_runner(cfg)
     if opts.quiet:
         _quiet_console(runner.logger)
+    curve_wanted = _records_curve(cfg)
+    if curve_wanted:
+        runner.register_hook(CurveStepHook(by_epoch=_unit(cfg) == 'epoch'))
     t0 = time.time()
     runner.train()
+    if curve_wanted:
+        _validate_final(runner, cfg)
     train_seconds = time.time() - t0
     history = {}
     if opts.diagnostics:
@@ -307,8 +451,6 @@ def run_variant(cfg_path: str,
             if key.startswith(HISTORY_PREFIXES):
                 history[key[len('train/'):]] = runner.message_hub.get_scalar(
                     key).data[0].tolist()
-    curve = training_curve(runner, opts.metric) if \
-        cfg.train_cfg.get('val_interval', 0) <= _length(cfg) else None
     model = getattr(runner.model, 'module', runner.model)
     backbone = getattr(model, 'backbone', None)
     layout = ModalityLayout.build(getattr(backbone, 'layout', None))
@@ -331,6 +473,8 @@ def run_variant(cfg_path: str,
         same_in_all_scenarios=bool(ignored) and len(used) == 1,
         log=log)
     eval_seconds = time.time() - t0
+    # in the metric the scores are in (the evaluator's headline one by default)
+    curve = training_curve(runner, evaluation['metric']) if curve_wanted else None
     summaries = {} if ignored else {
         scenario: summarize(scores, layout)
         for scenario, scores in evaluation['scenarios'].items()
@@ -362,6 +506,11 @@ def _length(cfg) -> int:
     return int(cfg.train_cfg.get('max_epochs', cfg.train_cfg.get('max_iters')))
 
 
+def _unit(cfg) -> str:
+    """``'epoch'`` or ``'iter'``: what the training loop counts."""
+    return 'epoch' if 'max_epochs' in cfg.train_cfg else 'iter'
+
+
 def curve_points(length: int, interval: int) -> List[int]:
     """Where mmengine's training loops validate: every ``interval`` epochs (or
     iterations) and at the end."""
@@ -370,11 +519,22 @@ def curve_points(length: int, interval: int) -> List[int]:
 
 def training_curve(runner, metric: Optional[str] = None) -> Optional[dict]:
     """The validation scores of a training run (its message hub's
-    ``val/<metric>`` history), at the points of :func:`curve_points`.
+    ``val/<metric>`` history) and their steps.
+
+    The steps are those :class:`CurveStepHook` kept with the scores (a resumed
+    run has those of its checkpoint's history and its own); without them, those
+    of :func:`curve_points`, if the number of scores says that every point was
+    validated once.
+
+    Args:
+        runner (Runner): The run, after training.
+        metric (str, optional): The metric key; None: the first of
+            :data:`~mwam_mm.evaluation.robustness.PRIMARY_METRICS` found.
 
     Returns:
         dict | None: ``metric``, ``unit`` (``'epoch'`` or ``'iter'``),
-        ``points``, ``scores``; None without validation scores.
+        ``points``, ``scores``; None without validation scores of ``metric``,
+        or when their steps are not known.
     """
     hub = runner.message_hub
     found = {key[len('val/'):] for key in hub.log_scalars if key.startswith('val/')}
@@ -384,12 +544,12 @@ def training_curve(runner, metric: Optional[str] = None) -> Optional[dict]:
         return None
     scores = [float(v) for v in hub.get_scalar(f'val/{metric}').data[0].tolist()]
     cfg = runner.cfg
-    points = curve_points(_length(cfg), int(cfg.train_cfg.val_interval))
-    # a resumed run's hub holds its checkpoint's history: the last points
-    points = points[-len(scores):] if len(scores) <= len(points) else \
-        list(range(1, len(scores) + 1))
-    unit = 'epoch' if 'max_epochs' in cfg.train_cfg else 'iter'
-    return dict(metric=metric, unit=unit, points=points, scores=scores)
+    points = _curve_steps(runner)
+    if len(points) != len(scores):  # not kept (a run of older code)
+        points = curve_points(_length(cfg), int(cfg.train_cfg.val_interval))
+        if len(points) != len(scores):
+            return None
+    return dict(metric=metric, unit=_unit(cfg), points=points, scores=scores)
 
 
 def save_result(path: str, result: dict) -> str:
@@ -465,8 +625,9 @@ def stored_status(run_dir: str, setup: dict, evaluation: dict) -> str:
 
 
 __all__ = [
-    'HISTORY_PREFIXES', 'SETUP_FILE', 'RESULT_FILE', 'SETUP_KEYS', 'RunOptions',
-    'final_checkpoint', 'set_stream_checkpoints', 'build_run_config', 'repo_relative',
-    'training_setup', 'subset_names', 'run_variant', 'curve_points', 'training_curve',
-    'save_result', 'load_result', 'stored_status'
+    'HISTORY_PREFIXES', 'SETUP_FILE', 'RESULT_FILE', 'SETUP_KEYS', 'CURVE_STEP_KEY',
+    'RunOptions', 'CurveStepHook', 'final_checkpoint', 'set_stream_checkpoints',
+    'build_run_config', 'repo_relative', 'stream_weights_digest', 'training_setup',
+    'subset_names', 'run_variant', 'curve_points', 'training_curve', 'save_result',
+    'load_result', 'stored_status'
 ]

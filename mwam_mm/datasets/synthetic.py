@@ -310,13 +310,14 @@ def draw_scene(seed: int,
 
 
 def make_scene(
-        seed: int,
-        split: str,
-        index: int,
-        width: int,
-        height: int,
-        night_fraction: float,
-        classes: Sequence[str] = CLASSES) -> Tuple[np.ndarray, np.ndarray, List[Dict]]:
+    seed: int,
+    split: str,
+    index: int,
+    width: int,
+    height: int,
+    night_fraction: float,
+    classes: Sequence[str] = CLASSES
+) -> Tuple[np.ndarray, np.ndarray, List[Dict], bool]:
     """Draw one scene. Returns (visible BGR uint8, thermal uint8, objects, night);
     :func:`draw_scene` gives the labels too."""
     scene = draw_scene(seed, split, index, width, height, night_fraction, classes)
@@ -351,7 +352,12 @@ def synthetic_meta(seed: int = 0,
                    classes: Sequence[str] = CLASSES,
                    task: str = 'detection') -> str:
     """The ``meta.txt`` line :func:`make_synthetic_rgbt` writes for these
-    parameters (what tells a present dataset's parameters)."""
+    parameters (what tells a present dataset's parameters).
+
+    Raises:
+        ValueError: An unknown task.
+    """
+    _check_task(task)
     line = (f'seed={seed} num_train={num_train} num_test={num_test} width={width} '
             f'height={height} night_fraction={float(night_fraction)} '
             f'classes={",".join(classes)}')
@@ -359,10 +365,14 @@ def synthetic_meta(seed: int = 0,
     return line if task == 'detection' else f'{line} layout={LAYOUTS[task]}'
 
 
-def _check_parameters(width, height, night_fraction, classes, task) -> None:
+def _check_task(task: str) -> None:
     if task not in LAYOUTS:
         raise ValueError(f'synthetic task must be one of {tuple(LAYOUTS)}, got '
                          f'{task!r}')
+
+
+def _check_parameters(width, height, night_fraction, classes, task) -> None:
+    _check_task(task)
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ValueError(
             f'synthetic images must be at least {MIN_SIDE}x{MIN_SIDE}, got '

@@ -1,7 +1,10 @@
 """The `cmpt-frozen` variant: its streams start from the same seed's unimodal
-references and stay frozen; it runs after them, and without them it is refused."""
+references and stay frozen; it runs after them, and without them it is refused;
+its stored run is reused from a moved work dir, and refused once a reference it
+started from has other weights."""
 import json
 import os.path as osp
+import shutil
 
 import pytest
 import torch
@@ -24,13 +27,14 @@ def test_cmpt_frozen_starts_from_the_references_and_keeps_their_streams(
         tmp_path, capsys):
     benchmark = leaderboard()
     work = str(tmp_path / 'work')
-    benchmark.main([
-        '--work-dir', work, '--data-root',
+    args = [
+        '--data-root',
         str(tmp_path / 'data'), '--max-iters', '2', '--num-train', '4', '--num-test',
         '2', '--width', '64', '--height', '64', '--batch-size', '2', '--variants',
         'cmpt-frozen', 'unimodal-rgb', 'unimodal-thermal', '--seeds', '0',
         '--scenarios', 'missing', '--splits', 'none'
-    ])
+    ]
+    benchmark.main(['--work-dir', work] + args)
     capsys.readouterr()
     runs = osp.join(work, 'runs')
     result = json.load(open(osp.join(runs, 'cmpt-frozen', 'seed0', 'result.json')))
@@ -46,6 +50,24 @@ def test_cmpt_frozen_starts_from_the_references_and_keeps_their_streams(
     state = load_local_checkpoint(fused)['state_dict']
     assert any(k.startswith('backbone.adapters.rgb.') for k in state)
     assert any(k.startswith('backbone.missing_substitute.') for k in state)
+    # the work dir moved: every run is reused (the checkpoints' paths are labels)
+    moved = str(tmp_path / 'moved')
+    shutil.move(work, moved)
+    benchmark.main(['--work-dir', moved] + args)
+    assert '3 runs (3 variants x 1 seeds), 3 finished before' in capsys.readouterr().out
+    # a reference with other stream weights (trained again, say): what started
+    # from its old ones is refused, named
+    reference = osp.join(moved, 'runs', 'unimodal-rgb', 'seed0', 'iter_2.pth')
+    checkpoint = load_local_checkpoint(reference)
+    weights = checkpoint['state_dict']
+    key = next(k for k in weights if k.startswith('backbone.streams.rgb.'))
+    weights[key] = weights[key] + 1
+    torch.save(checkpoint, reference)
+    with pytest.raises(
+            SystemExit,
+            match=r'cmpt-frozen seed 0: .*another setup '
+            r'\(.*streams: .*--force'):
+        benchmark.main(['--work-dir', moved] + args)
 
 
 def test_cmpt_frozen_without_its_references_is_refused(tmp_path):

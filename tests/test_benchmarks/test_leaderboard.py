@@ -5,8 +5,10 @@ import copy
 import json
 import os
 import os.path as osp
+import shutil
 
 import pytest
+import torch
 from mmengine.config import Config
 
 import mwam_mm  # noqa: F401
@@ -212,8 +214,120 @@ def test_run_config_and_options(tmp_path):
     assert lb.stored_status(run_dir, renamed, evaluation) == 'done'
 
 
+def test_reference_schedule_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=r'reference_epochs=30 .*max_iters=2 .*one'):
+        lb.RunOptions(reference_epochs=30, max_iters=2)
+    with pytest.raises(
+            ValueError, match=r'reference_epochs=3: .*mfnet\.py trains by '
+            'iterations'):
+        lb.build_run_config(SEG, str(tmp_path), 0, dict(reference_epochs=3),
+                            'unimodal-rgb')
+    # the family's other variants are not references: as before
+    lb.build_run_config(SEG, str(tmp_path), 0, dict(reference_epochs=3), 'baseline')
+    with pytest.raises(
+            ValueError,
+            match=r'curve_interval=13 is longer than the '
+            r'training of unimodal-rgb \(12 epochs\)'):
+        lb.build_run_config(lb.SYNTHETIC_CONFIG, str(tmp_path), 0,
+                            dict(curve_interval=13), 'unimodal-rgb')
+    opts = dict(reference_epochs=30, curve_interval=10)
+    ref = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(tmp_path), 0, opts,
+                              'unimodal-rgb')
+    assert (ref.train_cfg.max_epochs, ref.train_cfg.val_interval) == (30, 10)
+    assert ref.default_hooks.checkpoint.interval == 30
+    assert lb.final_checkpoint(ref) == 'epoch_30.pth'
+    base = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(tmp_path), 0, opts)
+    assert (base.train_cfg.max_epochs, base.train_cfg.val_interval) == (12, 13)
+
+
+def _reference_checkpoint(path, modality, value):
+    """A reference's checkpoint: its stream's weight (``value``), and a head
+    and meta that differ each time it is saved, as two trainings' files do."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    torch.save(
+        dict(
+            meta=dict(seed=int(torch.randint(1000, ()))),
+            state_dict={
+                f'backbone.streams.{modality}.conv.weight': torch.full((2, 2), value),
+                'bbox_head.conv.weight': torch.rand(2)
+            }), path)
+
+
+def test_stream_checkpoints_enter_the_setup_by_their_weights(tmp_path):
+    opts = lb.RunOptions(max_iters=1)
+    evaluation = opts.evaluation()
+
+    def setup_in(work):
+        refs = {
+            m: str(work / f'unimodal-{m}' / 'iter_1.pth')
+            for m in ('rgb', 'thermal')
+        }
+        cfg = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(work / 'cmpt-frozen'), 0,
+                                  opts, 'cmpt-frozen', refs)
+        return lb.training_setup(cfg, lb.SYNTHETIC_CONFIG, 0, 'cmpt-frozen')
+
+    work = tmp_path / 'work'
+    # the references are not trained yet: no weights to compare
+    assert setup_in(work)['streams'] == {'rgb': None, 'thermal': None}
+    for m, value in (('rgb', 1.0), ('thermal', 2.0)):
+        _reference_checkpoint(str(work / f'unimodal-{m}' / 'iter_1.pth'), m, value)
+    setup = setup_in(work)
+    assert set(setup['streams']) == {'rgb', 'thermal'}
+    assert None not in setup['streams'].values()
+    assert setup['stream_checkpoints']['rgb'] == str(work / 'unimodal-rgb' /
+                                                     'iter_1.pth')
+    # runs of the other variants have no such entries (their stored setups hold)
+    base = lb.build_run_config(lb.SYNTHETIC_CONFIG, str(work / 'b'), 0, opts)
+    assert 'streams' not in lb.training_setup(base, lb.SYNTHETIC_CONFIG, 0)
+    lb.save_result(
+        str(work / 'cmpt-frozen' / lb.RESULT_FILE),
+        dict(setup=setup, evaluation=evaluation))
+    # the work dir moved (or copied elsewhere): the same trainings, reused
+    moved = tmp_path / 'moved'
+    shutil.move(str(work), str(moved))
+    again = setup_in(moved)
+    assert again['config_hash'] == setup['config_hash']
+    assert lb.stored_status(str(moved / 'cmpt-frozen'), again, evaluation) == 'done'
+    # a reference trained again to the same stream weights: still the same
+    _reference_checkpoint(str(moved / 'unimodal-rgb' / 'iter_1.pth'), 'rgb', 1.0)
+    assert lb.stored_status(str(moved / 'cmpt-frozen'), setup_in(moved),
+                            evaluation) == 'done'
+    # ... to other weights: the run that started from the old ones is refused
+    _reference_checkpoint(
+        str(moved / 'unimodal-thermal' / 'iter_1.pth'), 'thermal', 3.0)
+    with pytest.raises(ValueError, match=r'another setup \(.*streams: .*--force'):
+        lb.stored_status(str(moved / 'cmpt-frozen'), setup_in(moved), evaluation)
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(b'')
+    with pytest.raises(ValueError, match=r'broken\.pth, which cannot be read'):
+        lb.stream_weights_digest(str(broken), 'backbone.streams.rgb.')
+
+
 def test_synthetic_data_helpers(tmp_path):
     assert lb.default_synthetic_root() == osp.join('data', 'synthetic_rgbt')
+    assert lb.default_synthetic_root('segmentation') == osp.join(
+        'data', 'synthetic_rgbt_seg')
+    with pytest.raises(ValueError, match="task must be one of.*'depth'"):
+        lb.default_synthetic_root('depth')
+    with pytest.raises(ValueError, match="task must be one of.*'depth'"):
+        lb.ensure_synthetic_data(str(tmp_path / 'depth'), task='depth')
+    # the task of a config: by its training dataset's class, through wrappers
+    assert lb.synthetic_task(lb.SYNTHETIC_CONFIG) == 'detection'
+    assert lb.synthetic_task(lb.SYNTHETIC_SEG_CONFIG) == 'segmentation'
+    wrapped = tmp_path / 'wrapped_synthetic.py'
+    wrapped.write_text(
+        f'_base_ = {lb.SYNTHETIC_SEG_CONFIG!r}\n'
+        'train_dataloader = dict(dataset=dict(_delete_=True, type="RepeatDataset", '
+        'times=2, dataset=dict(type="MFNetDataset")))\n')
+    assert lb.synthetic_task(str(wrapped)) == 'segmentation'
+    bare = tmp_path / 'bare_synthetic.py'
+    bare.write_text('model = dict(type="RetinaNet")\n')
+    with pytest.raises(ValueError, match=r'bare_synthetic\.py: no train_dataloader'):
+        lb.synthetic_task(str(bare))
+    with pytest.raises(ValueError, match=r"training dataset 'KAISTDataset' reads no"):
+        lb.synthetic_task(
+            osp.join(ROOT, 'configs', 'detection',
+                     'retinanet_dual-r18_fpn_1xb8-12e_kaist.py'))
     assert lb.default_synthetic_root(
         night_fraction=0.9,
         width=96) == osp.join('data', 'synthetic_rgbt_seed0_night0.9_96x128_400-100')

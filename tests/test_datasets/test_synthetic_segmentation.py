@@ -68,9 +68,13 @@ def test_mfnet_layout_files_names_and_meta(tmp_path):
     assert 'layout' not in synthetic_meta(2, 6, 5, 64, 48, 0.5)
 
 
-def test_unknown_task_is_refused_by_name():
+def test_unknown_task_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="task must be one of.*'depth'"):
-        make_synthetic_rgbt('/tmp/unused', num_train=1, task='depth')
+        make_synthetic_rgbt(str(tmp_path / 'unused'), num_train=1, task='depth')
+    assert not (tmp_path / 'unused').exists()
+    # also where a present dataset's parameters are compared
+    with pytest.raises(ValueError, match="task must be one of.*'depth'"):
+        synthetic_meta(task='depth')
 
 
 def test_the_family_dataset_config_reads_it_with_the_mfnet_loader(tmp_path):
@@ -100,6 +104,17 @@ def test_the_family_dataset_config_reads_it_with_the_mfnet_loader(tmp_path):
         gt = sample['data_samples'].gt_sem_seg.data
         # MFNet's ids are kept (0 unlabeled, 1 car, 2 person), nothing ignored
         assert set(gt.unique().tolist()) <= {0, 1, 2}
+    # the test samples are the drawn scenes, in order: the cameras' channels as
+    # the model reads them (B, G, R as OpenCV gives them, then thermal) and the
+    # label map, exactly
+    for i in range(6):
+        scene = draw_scene(0, 'test', i, 64, 48, 0.5)
+        sample = dataset[i]
+        inputs = sample['inputs'].numpy()
+        assert np.array_equal(inputs[:3].transpose(1, 2, 0), scene.visible)
+        assert np.array_equal(inputs[3], scene.thermal)
+        gt = sample['data_samples'].gt_sem_seg.data[0].numpy()
+        assert np.array_equal(gt, scene.labels)
     test_cfg = dict(cfg.test_dataloader.dataset, data_root=root)
     splits = find_day_night_splits(test_cfg)
     nights = [draw_scene(0, 'test', i, 64, 48, 0.5).night for i in range(6)]
