@@ -5,9 +5,11 @@ method overlays of ``configs/_base_/methods`` that the variant table names:
 ``benchmarks/leaderboard/variants.py``, ``VARIANTS``: baseline, moddrop, mwam,
 moddrop-mwam, ogm-ge, rsc-md, btw, cmpt, rsc-view, the unimodal ceilings unimodal-rgb
 and unimodal-thermal, and the analysis variants) with the same data, schedule and
-seeds, tests each in the robustness scenarios (``blank``, ``missing``) on every modality
-subset (a ceiling on its own modality), per day / night split where the data has
-them and, with ``--degradations``, under the degradation suite; then writes
+seeds, tests each in the robustness scenarios (``blank``, ``missing`` and
+``blank-detected``: a black camera the model is not told about, and the same with
+the preprocessor's dead-camera detection on) on every modality subset (a ceiling
+on its own modality), per day / night split where the data has them and, with
+``--degradations``, under the degradation suite; then writes
 ``leaderboard.{md,json,png}`` into the work dir: mean ± std over seeds, the mean
 over subsets, the collapse rate, each single-camera score as a fraction of its
 ceiling, marks where a variant differs from the baseline by more than two
@@ -50,7 +52,7 @@ if ROOT not in sys.path:
 import mwam_mm  # noqa: F401,E402
 from benchmarks import leaderboard as lb  # noqa: E402
 from mwam_mm.engine import runner_utils  # noqa: E402
-from mwam_mm.evaluation import ALL_SCENARIOS, SCENARIOS, degradations  # noqa: E402
+from mwam_mm.evaluation import ALL_SCENARIOS, degradations  # noqa: E402
 
 GENERATOR_OPTIONS = ('data_seed', 'night_fraction', 'width', 'height', 'num_train',
                      'num_test')
@@ -120,7 +122,12 @@ def parse_args(argv=None):
     generator.add_argument('--num-train', type=runner_utils.positive_int)
     generator.add_argument('--num-test', type=runner_utils.positive_int)
     parser.add_argument(
-        '--scenarios', nargs='*', choices=ALL_SCENARIOS, default=list(SCENARIOS))
+        '--scenarios',
+        nargs='*',
+        choices=ALL_SCENARIOS,
+        default=list(ALL_SCENARIOS),
+        help='default: all of them, so that a black camera is reported with and '
+        'without dead-camera detection')
     parser.add_argument('--fill', choices=['zero', 'mean'], default='zero')
     parser.add_argument('--metric', help='default: the evaluator\'s headline metric')
     parser.add_argument(

@@ -43,7 +43,7 @@ def test_smoke_leaderboard_structure_statistics_and_resume(tmp_path, capsys):
 
     board = json.load(open(osp.join(work, 'leaderboard.json')))
     assert board['metric'] == 'pascal_voc/mAP' and board['seeds'] == [0, 1]
-    assert board['scenarios'] == ['blank', 'missing']
+    assert board['scenarios'] == ['blank', 'missing', 'blank-detected']
     assert board['subsets'] == ['rgb+thermal', 'rgb', 'thermal']
     assert list(board['variants']) == ['baseline', 'moddrop', 'unimodal-rgb']
     assert board['variant_names'] == ['baseline', 'moddrop', 'unimodal-rgb']
@@ -108,7 +108,7 @@ def test_smoke_leaderboard_structure_statistics_and_resume(tmp_path, capsys):
     ]
     text = open(osp.join(work, 'leaderboard.md')).read()
     for heading in ('## Scenario `blank`', '## Scenario `missing`',
-                    '## Per split of the test samples'):
+                    '## Scenario `blank-detected`', '## Per split of the test samples'):
         assert heading in text
     assert '| unimodal-rgb (ceiling) |' in text
     assert re.search(r'\| moddrop \| \d\.\d{3} ± \d\.\d{3}', text)
@@ -153,15 +153,16 @@ def test_smoke_leaderboard_structure_statistics_and_resume(tmp_path, capsys):
     assert osp.getsize(report['degradation_chart']) > 1000
     # ... and on the ceiling: its own modality only, degraded alone
     run_dir = osp.join(work, 'runs', 'unimodal-rgb', 'seed0')
+    own = results['unimodal-rgb'][0]['scenarios']
     _, summaries, report = tool.robustness(
         osp.join(run_dir, 'retinanet_dual-r18-slim_fpn_1xb8-12e_synthetic_'
                  'unimodal-rgb.py'),
         osp.join(run_dir, 'iter_2.pth'),
         str(tmp_path / 'robust_ceiling'),
         cfg_options=dict(log_level='WARNING'),
+        scenarios=list(own),
         degradations=['shift'],
         severities=[2])
-    own = results['unimodal-rgb'][0]['scenarios']
     assert {s: x['scores'] for s, x in summaries.items()} == own
     data = json.load(open(report['json']))
     assert list(data['degradations'].popitem()[1]['scores']['shift']) == ['rgb']
