@@ -105,7 +105,8 @@ def parse_args(argv=None):
         type=runner_utils.positive_int,
         help='validate the references every this many epochs (iterations for a '
         'config trained by iterations, or with --max-iters) while they train: their '
-        'training curve and whether it has converged, in the report')
+        'training curve and whether it has converged (or is still improving, or is '
+        'undetermined), in the report')
     parser.add_argument(
         '--batch-size', type=runner_utils.positive_int, help='default: the config\'s')
     parser.add_argument(

@@ -161,6 +161,10 @@ def _paired(runs: Dict[str, List[dict]], scenarios: Sequence[str],
     return out
 
 
+# a converged curve's last third adds at most this share of its whole rise
+CONVERGED_SHARE_OF_RISE = 0.1
+
+
 def curve_board(runs: Dict[str, List[dict]]) -> dict:
     """The training curves of the variants that recorded one (the references,
     see ``RunOptions.curve_interval``): per point, the statistics over seeds,
@@ -169,15 +173,19 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
     Convergence: the per-seed gain over the last third of the schedule (the
     last point's score minus the score at the last point at or before two
     thirds of the length), its mean and 95 % t interval
-    (:func:`paired_difference`); the reference has **converged** when that
-    interval does not lie above 0 (no gain beyond the noise), and **is still
-    improving** when it does. With one seed, or no point before two thirds,
-    it is **undetermined**. The points are those every seed's curve has.
+    (:func:`paired_difference`). The reference **has converged** when the
+    interval's upper end is at most a tenth of the curve's rise (the mean score
+    at the last point minus at the first: ``tolerance``), so that the last third
+    cannot have added more than that; it **is still improving** when the
+    interval lies above 0 otherwise. Between the two (the seeds disagree), with
+    one seed, or with no point before two thirds, it is **undetermined**
+    (``converged`` None): a wide interval is no evidence of a flat curve. The
+    points are those every seed's curve has.
 
     Returns:
         dict: ``{variant: {metric, unit, points, scores: [stats per point],
-        seeds, last_third: paired_difference | None, from_point, converged:
-        bool | None}}``.
+        seeds, last_third: paired_difference | None, from_point, tolerance,
+        converged: bool | None}}``.
     """
     board = {}
     for variant, results in runs.items():
@@ -204,6 +212,7 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
             ],
             last_third=None,
             from_point=None,
+            tolerance=None,
             converged=None)
         earlier = [i for i, p in enumerate(points[:-1]) if p <= 2 * points[-1] / 3]
         if earlier:
@@ -212,8 +221,13 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
             if len(curves) > 1:
                 gain = paired_difference(
                     [scores[-1] - scores[start] for _, scores in curves])
-                entry['last_third'] = gain
-                entry['converged'] = not gain['low'] > 0
+                rise = entry['scores'][-1]['mean'] - entry['scores'][0]['mean']
+                tolerance = CONVERGED_SHARE_OF_RISE * max(rise, 0.0)
+                entry.update(last_third=gain, tolerance=tolerance)
+                if gain['high'] <= tolerance:
+                    entry['converged'] = True
+                elif gain['low'] > 0:
+                    entry['converged'] = False
         board[variant] = entry
     return board
 

@@ -153,12 +153,17 @@ def curve_lines(curves: dict) -> List[str]:
                 'at or before two thirds of the schedule).', ''
             ]
             continue
-        verdict = 'has converged' if entry['converged'] else 'is still improving'
+        verdict = {
+            True: 'has converged',
+            False: 'is still improving',
+            None: 'is undetermined (the seeds disagree)'
+        }[entry['converged']]
         out += [
             f'`{variant}` {verdict}: gain from {unit} {entry["from_point"]} to '
             f'{unit} {entry["points"][-1]} (the last third), paired by seed: '
-            f'{format_paired(gain)} (95 % t interval; converged: the interval does '
-            'not lie above 0).', ''
+            f'{format_paired(gain)} (95 % t interval; converged: its upper end at '
+            f'most {entry["tolerance"]:.3f}, a tenth of the curve\'s rise; still '
+            'improving: it lies above 0).', ''
         ]
     return out
 

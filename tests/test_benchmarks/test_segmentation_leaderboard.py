@@ -61,7 +61,10 @@ def test_segmentation_family_smoke_with_reference_curves(tmp_path, capsys):
     assert curve['points'] == [1, 2] and len(curve['scores']) == 2
     entry = board['curves']['unimodal-thermal']
     assert entry['points'] == [1, 2] and entry['seeds'] == [0, 1]
-    assert entry['from_point'] == 1 and entry['converged'] in (True, False)
+    assert entry['from_point'] == 1
+    gain, tolerance = entry['last_third'], entry['tolerance']
+    assert entry['converged'] == (True if gain['high'] <= tolerance else
+                                  False if gain['low'] > 0 else None)
     text = open(osp.join(work, 'leaderboard.md')).read()
     assert '## Training curves of the references' in text
     assert '(mIoU)' in text
@@ -102,6 +105,20 @@ def test_curve_board_convergence_on_known_inputs():
     board = lb.curve_board({'flat': flat_end})
     gain = board['flat']['last_third']
     assert gain['low'] < 0 < gain['high'] and board['flat']['converged'] is True
+    # its rise 0.1 -> 0.603: the last third may add at most a tenth of it
+    assert board['flat']['tolerance'] == pytest.approx(0.1 * (0.6 + 0.01 / 3 - 0.1))
+    assert gain['high'] < board['flat']['tolerance']
+    # seeds that disagree (one gains 0.3, one loses 0.05): the interval holds 0,
+    # but it is too wide to show a flat curve
+    disagree = [
+        _result(s, [0.1, 0.5, 0.55, 0.5 + g]) for s, g in enumerate((0.3, -0.05, 0.1))
+    ]
+    wide = lb.curve_board({'wide': disagree})['wide']
+    gain = wide['last_third']
+    assert gain['low'] < 0 < wide['tolerance'] < gain['high']
+    assert wide['converged'] is None
+    assert 'is undetermined (the seeds disagree)' in '\n'.join(
+        lb.curve_lines({'wide': wide}))
     assert [s['mean'] for s in board['flat']['scores']][:2] == pytest.approx([0.1, 0.6])
     # a seed resumed where it had validated lacks that point (here the first
     # one): every seed is kept, on the points they all have
