@@ -160,8 +160,9 @@ def curve_lines(curves: dict) -> List[str]:
         }[entry['converged']]
         out += [
             f'`{variant}` {verdict}: gain from {unit} {entry["from_point"]} to '
-            f'{unit} {entry["points"][-1]} (the last third), paired by seed: '
-            f'{format_paired(gain)} (95 % t interval; converged: its upper end at '
+            f'{unit} {entry["points"][-1]} (the last point at or before two thirds '
+            f'of the schedule to the end), paired by seed: {format_paired(gain)} '
+            f'(95 % t interval; converged: its upper end at '
             f'most {entry["tolerance"]:.3f}, a tenth of the curve\'s rise; still '
             'improving: it lies above 0).', ''
         ]
