@@ -211,7 +211,14 @@ def test_detection_config_trains_and_tests_on_generated_data(path, layouts, tmp_
         d for d in ('flir_aligned', 'm3fd', 'llvip', 'kaist', 'synthetic')
         if d in osp.basename(path))
     # the same pipeline steps at a small scale: the real configs resize to 640x512
-    cfg = shrink_pipelines(tiny_config(path, layouts[dataset], str(tmp_path), iters=2))
+    # no checkpoint: a real config's is hundreds of MB, and 70 of them fill a disk
+    cfg = shrink_pipelines(
+        tiny_config(
+            path,
+            layouts[dataset],
+            str(tmp_path),
+            iters=2,
+            default_hooks=dict(checkpoint=None)))
     stream_checkpoints_from_references(cfg, path, tmp_path)
     runner = build_runner(cfg)
     runner.train()
@@ -233,7 +240,13 @@ def test_segmentation_config_trains_tests_and_blanks_on_generated_data(
         d for d in ('mfnet', 'pst900', 'fmb') if d in name)
     # batch 2: DeepLabV3+'s image pooling normalises a 1x1 map over the batch
     cfg = shrink_pipelines(
-        tiny_config(path, layouts[dataset], str(tmp_path), iters=1, batch_size=2))
+        tiny_config(
+            path,
+            layouts[dataset],
+            str(tmp_path),
+            iters=1,
+            batch_size=2,
+            default_hooks=dict(checkpoint=None)))
     runner = build_runner(cfg)
     runner.train()
     metric, scores = evaluate_subsets(runner, runner.model.backbone.layout)

@@ -20,6 +20,10 @@ def tiny_config(config: str,
     cfg = Config.fromfile(config if config.startswith('/') else f'{ROOT}/{config}')
     cfg.work_dir = work_dir
     cfg.experiment_name = unique_experiment_name('tiny')
+    if cfg.get('visualizer'):
+        # mmdet and mmseg name theirs 'visualizer', and a Visualizer is a process-wide
+        # instance by name: the next Runner would write into this one's work_dir
+        cfg.visualizer.name = cfg.experiment_name
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
     cfg.param_scheduler = []
     cfg.default_hooks.checkpoint = dict(
