@@ -165,6 +165,37 @@ def test_segmentor_view_aux_loss_trains_the_fusion_and_stream_does_not():
     assert fusion_grads(stream, stream.loss(inputs, samples)['aux.loss_ce_rgb']) == []
 
 
+def stream_grads(model, loss):
+    """The non-zero gradients of ``loss`` w.r.t. the streams' parameters."""
+    params = [p for n, p in model.backbone.named_parameters() if 'fusions' not in n]
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    return [g for g in grads if g is not None and g.abs().sum() > 0]
+
+
+def test_segmentor_view_is_a_fused_forward_for_grad_scale_and_norm_statistics():
+    # a view reaches the streams through the fusion: RSC-MD's decoupling (scale
+    # 0) stops its gradient there, and a 'stream' head's gradient is untouched
+    view, stream, plain = deeplab_twins()
+    inputs, samples = seg.batch()
+    assert stream_grads(view, view.loss(inputs, samples)['aux.loss_ce_rgb'])
+    for model in (view, stream):
+        model.backbone.set_fused_grad_scale(0.0)
+    assert stream_grads(view, view.loss(inputs, samples)['aux.loss_ce_rgb']) == []
+    assert stream_grads(stream, stream.loss(inputs, samples)['aux.loss_ce_rgb'])
+    # each view is a training forward of the fusion's norm layers (not under
+    # view_mode): one fused + one per modality, against the plain model's one
+    bn_view = next(m for m in view.backbone.fusions.modules()
+                   if isinstance(m, torch.nn.BatchNorm2d))
+    bn_plain = next(m for m in plain.backbone.fusions.modules()
+                    if isinstance(m, torch.nn.BatchNorm2d))
+    before_view = int(bn_view.num_batches_tracked)
+    before_plain = int(bn_plain.num_batches_tracked)
+    view.loss(inputs, samples)
+    plain.loss(inputs, samples)
+    assert int(bn_plain.num_batches_tracked) - before_plain == 1
+    assert int(bn_view.num_batches_tracked) - before_view == 1 + len(MODALITIES)
+
+
 def test_segmentor_aux_predictions_read_the_view():
     view, stream, _ = deeplab_twins()
     inputs, samples = seg.batch(seed=2)

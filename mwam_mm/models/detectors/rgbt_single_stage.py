@@ -73,7 +73,12 @@ class RGBTSingleStageDetector(ModalityOutputsMixin, SingleStageDetector):
     :class:`mwam_mm.engine.MWAMHook`'s ``'loss'`` mode. The auxiliary heads take
     the streams' own features, before the backbone's ``fused_grad_scale`` (RSC-MD's
     modality decoupling scales only the fused path's gradient into the streams),
-    also for samples the fused path treats as missing. Inference uses the fused
+    also for samples the fused path treats as missing. With ``aux_input='view'``
+    an auxiliary head reads a training forward of the fusion like the fused
+    path's: ``fused_grad_scale`` applies to its gradient into the streams (BTW's
+    ``sample_weights`` do not), and the norm layers after the streams (fusion,
+    neck, head) update their running statistics with it, as with modality
+    dropout's single-camera samples. Inference uses the fused
     path only: the auxiliary heads cost nothing at test time. Modalities in the
     backbone's ``ignore_modalities`` get no auxiliary head and no score.
 

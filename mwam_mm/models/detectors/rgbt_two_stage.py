@@ -57,9 +57,14 @@ class RGBTTwoStageDetector(ModalityOutputsMixin, TwoStageDetector):
     units with the same labels, the cost is one box-head forward per modality, and
     the RPN stays the fused one. The mask head (Mask R-CNN) has no auxiliary copy.
 
-    The auxiliary heads take the streams' own features (or, with ``'view'``,
-    the fusion of them), before the backbone's ``fused_grad_scale`` (RSC-MD's
-    modality decoupling), also for samples the fused path treats as missing.
+    With ``aux_input='stream'`` the auxiliary heads take the streams' own
+    features, before the backbone's ``fused_grad_scale`` (RSC-MD's modality
+    decoupling), also for samples the fused path treats as missing. A ``'view'``
+    is a training forward of the fusion like the fused path's: the backbone's
+    ``fused_grad_scale`` applies to its gradient into the streams (BTW's
+    ``sample_weights`` do not), and the norm layers after the streams (fusion,
+    neck, RoI head) update their running statistics with it, as with modality
+    dropout's single-camera samples.
     Inference uses the fused path only. Modalities in the backbone's
     ``ignore_modalities`` get no head and no score.
 

@@ -61,7 +61,11 @@ class RGBTEncoderDecoder(ModalityOutputsMixin, EncoderDecoder):
     as missing. Only the modalities the backbone uses get heads (none for its
     ``ignore_modalities``). With ``aux_input='view'`` each auxiliary head reads
     the modality's unimodal view instead (the fusion's output with only that
-    modality present, through the neck, with gradient).
+    modality present, through the neck, with gradient): a training forward of the
+    fusion like the fused path's, so ``fused_grad_scale`` applies to its gradient
+    into the streams (BTW's ``sample_weights`` do not), and the norm layers after
+    the streams (fusion, neck, heads) update their running statistics with it, as
+    with modality dropout's single-camera samples.
 
     **Per-modality outputs** (:class:`~mwam_mm.models.ModalityOutputsMixin`):
     while ``modality_scores_source`` is ``'aux'`` or ``'view'``, :meth:`loss`
