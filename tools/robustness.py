@@ -34,7 +34,7 @@ from mwam_mm.engine.runner_utils import (add_checkpoint_arguments, add_checkpoin
                                          int_at_least, non_negative_int)
 from mwam_mm.evaluation import (ALL_SCENARIOS, DEGRADATIONS, SCENARIOS, SEVERITIES,
                                 collapse_rate, degradation_plan, evaluate_robustness,
-                                summarize, write_report)
+                                lower_is_better, summarize, write_report)
 from mwam_mm.modality import non_empty_subsets
 
 
@@ -169,15 +169,16 @@ def robustness(config,
             seed=degradation_seed,
             same_in_all_scenarios=bool(ignored) and len(used) == 1)
     metric = result['metric']
+    lower_better = lower_is_better(metric)
 
     def summarize_scores(scores):
         if not ignored:
-            return summarize(scores, layout)
+            return summarize(scores, layout, lower_better)
         names = list(scores)  # the used subsets, the largest first
         return dict(
             scores=scores,
             mean=sum(scores.values()) / len(names),
-            collapse_rate=collapse_rate(scores, names))
+            collapse_rate=collapse_rate(scores, names, lower_better))
 
     summaries = {
         s: summarize_scores(per_subset)

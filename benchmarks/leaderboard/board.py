@@ -4,16 +4,22 @@ scenario, subset and split, the ceilings, and the marks against the baseline
 from typing import Callable, Dict, List, Optional, Sequence
 
 from mwam_mm.evaluation import (collapse_rate, compare, fraction_of_ceiling,
-                                paired_difference, seed_statistics)
+                                lower_is_better, paired_difference, seed_statistics)
 from mwam_mm.evaluation.robustness import check_scenarios
 from .runs import subset_names
 from .variants import BASELINE
 
 
-def _board(runs: Dict[str, List[dict]], view: Callable[[dict], Optional[dict]],
-           scenarios: Sequence[str], subsets: Sequence[str], modalities: Sequence[str],
-           baseline: Optional[str]) -> dict:
-    """Statistics over seeds of ``view(result) -> {scenario: {subset: score}}``."""
+def _board(runs: Dict[str, List[dict]],
+           view: Callable[[dict], Optional[dict]],
+           scenarios: Sequence[str],
+           subsets: Sequence[str],
+           modalities: Sequence[str],
+           baseline: Optional[str],
+           lower_better: bool = False) -> dict:
+    """Statistics over seeds of ``view(result) -> {scenario: {subset: score}}``
+    (``lower_better``: the metric is a miss rate, for the collapse rates and the
+    fractions of the ceilings)."""
     board = dict(variants={}, ceilings={})
     singles = [m for m in modalities if m in subsets]
     for variant, results in runs.items():
@@ -32,7 +38,7 @@ def _board(runs: Dict[str, List[dict]], view: Callable[[dict], Optional[dict]],
                 stats['mean'] = seed_statistics(
                     [sum(p[s] for s in subsets) / len(subsets) for p in per_seed])
                 stats['collapse_rate'] = seed_statistics(
-                    [collapse_rate(p, subsets) for p in per_seed])
+                    [collapse_rate(p, subsets, lower_better) for p in per_seed])
             entry['scenarios'][scenario] = stats
             if ceiling is not None and ceiling in stats['scores']:
                 board['ceilings'].setdefault(ceiling, {})[scenario] = dict(
@@ -45,7 +51,8 @@ def _board(runs: Dict[str, List[dict]], view: Callable[[dict], Optional[dict]],
                 stats['fraction_of_ceiling'] = {
                     m:
                     fraction_of_ceiling(stats['scores'][m],
-                                        board['ceilings'].get(m, {}).get(scenario))
+                                        board['ceilings'].get(m, {}).get(scenario),
+                                        lower_better)
                     for m in singles if m in stats['scores']
                 }
             if base is None or variant == baseline or \
@@ -180,7 +187,9 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
     interval lies above 0 otherwise. Between the two (the seeds disagree), with
     one seed, or with no point before two thirds, it is **undetermined**
     (``converged`` None): a wide interval is no evidence of a flat curve. The
-    points are those every seed's curve has.
+    points are those every seed's curve has. For a metric whose lower values
+    are better (a miss rate) the gain and the rise are its fall, so that the
+    verdicts read the same.
 
     Returns:
         dict: ``{variant: {metric, unit, points, scores: [stats per point],
@@ -193,6 +202,8 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
         if not curves:
             continue
         first = curves[0][1]
+        # a miss rate improves as it falls: gains and rise are then its fall
+        sign = -1.0 if lower_is_better(first['metric']) else 1.0
         # the points every seed has (a run resumed from a checkpoint saved where
         # it then validated lacks that point), each seed's scores there
         common = set.intersection(*(set(c['points']) for _, c in curves))
@@ -220,8 +231,8 @@ def curve_board(runs: Dict[str, List[dict]]) -> dict:
             entry['from_point'] = points[start]
             if len(curves) > 1:
                 gain = paired_difference(
-                    [scores[-1] - scores[start] for _, scores in curves])
-                rise = entry['scores'][-1]['mean'] - entry['scores'][0]['mean']
+                    [sign * (scores[-1] - scores[start]) for _, scores in curves])
+                rise = sign * (entry['scores'][-1]['mean'] - entry['scores'][0]['mean'])
                 tolerance = CONVERGED_SHARE_OF_RISE * max(rise, 0.0)
                 entry.update(last_third=gain, tolerance=tolerance)
                 if gain['high'] <= tolerance:
@@ -285,9 +296,10 @@ def aggregate(runs: Dict[str, List[dict]],
         seeds=sorted({r['seed']
                       for rs in runs.values()
                       for r in rs}))
+    lower_better = lower_is_better(board['metric'])
     board.update(
-        _board(runs, lambda r: r['scenarios'], scenarios, subsets, modalities,
-               baseline))
+        _board(runs, lambda r: r['scenarios'], scenarios, subsets, modalities, baseline,
+               lower_better))
     splits = list(
         dict.fromkeys(s for rs in runs.values() for r in rs
                       for s in r.get('splits', {})))
@@ -299,7 +311,8 @@ def aggregate(runs: Dict[str, List[dict]],
             scenarios,
             subsets,
             modalities,
-            baseline)
+            baseline,
+            lower_better)
         for split in splits
     }
     board['degradations'] = _degradation_board(runs, baseline)

@@ -4,6 +4,8 @@ import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
+from mwam_mm.evaluation import lower_is_better
+
 
 def format_stats(stats: Optional[dict], digits: int = 3, scale: float = 1.0) -> str:
     """``mean ± std`` (the mean alone with one seed), ``n/a`` without values."""
@@ -80,6 +82,15 @@ def leaderboard_markdown(board: dict, extra_text: str = '') -> str:
         'one camera in training and test; they are tested once on it, the same '
         'score for both scenarios.', ''
     ]
+    if lower_is_better(board['metric']):
+        out += [
+            f'`{board["metric"]}` is a miss rate: lower is better. PCR is then the '
+            'mean relative rise (%) of the single-camera rates over the both-camera '
+            'one, `x / ceiling` the ceiling\'s mean as % of the single-camera mean '
+            '(`above`: better than the ceiling), a robustness score (rPC) the clean '
+            'rate as % of the degraded one, and a curve\'s gain the fall of its '
+            'rate: each reads as it does for mAP.', ''
+        ]
     for scenario in board['scenarios']:
         out += [f'## Scenario `{scenario}`', ''] + _table_head(board, ()) + \
             _scenario_table(board, scenario) + ['']

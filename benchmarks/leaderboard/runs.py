@@ -17,7 +17,8 @@ from mmengine.hooks import Hook
 from mwam_mm.compat.checkpoint import load_local_checkpoint
 from mwam_mm.compat.resume import check_last_checkpoint
 from mwam_mm.engine import build_runner, load_config
-from mwam_mm.evaluation import SCENARIOS, evaluate_robustness, subset_name, summarize
+from mwam_mm.evaluation import (SCENARIOS, evaluate_robustness, lower_is_better,
+                                subset_name, summarize)
 from mwam_mm.evaluation.robustness import PRIMARY_METRICS
 from mwam_mm.modality import ModalityLayout, non_empty_subsets
 from .schedule import apply_schedule, set_test_scale
@@ -476,7 +477,7 @@ def run_variant(cfg_path: str,
     # in the metric the scores are in (the evaluator's headline one by default)
     curve = training_curve(runner, evaluation['metric']) if curve_wanted else None
     summaries = {} if ignored else {
-        scenario: summarize(scores, layout)
+        scenario: summarize(scores, layout, lower_is_better(evaluation['metric']))
         for scenario, scores in evaluation['scenarios'].items()
     }
     return dict(

@@ -47,6 +47,7 @@ from mmcv.transforms import BaseTransform
 from mmengine.registry import TRANSFORMS
 
 from ..modality import LayoutLike, ModalityLayout
+from .statistics import relative_score
 
 SEVERITIES = (1, 2, 3, 4, 5)
 #: degradation name -> registered transform type, in registration order
@@ -368,13 +369,17 @@ def degradation_plan(
 
 
 def summarize_degradations(clean: Optional[float],
-                           scores: Dict[str, Dict[str, Dict[str, float]]]) -> dict:
+                           scores: Dict[str, Dict[str, Dict[str, float]]],
+                           lower_better: bool = False) -> dict:
     """Robustness per modality from ``{degradation: {modality: {severity: score}}}``.
 
     Following Michaelis et al. (2019): ``mPC`` is the mean score over the
     degradations and severities applied to the modality, ``rPC = mPC / clean``
     (the robustness score: 1 = unaffected); per degradation, the mean over
-    severities and its ratio to ``clean``. Ratios are None when ``clean`` is 0.
+    severities and its ratio to ``clean``. Ratios are None when their divisor
+    is 0. With ``lower_better`` (a miss rate) the ratios are ``clean / mPC``, so
+    that below 1 is worse for every metric
+    (:func:`~mwam_mm.evaluation.relative_score`).
 
     Returns:
         dict: ``clean``, ``modalities: {m: {mPC, rPC}}`` and
@@ -382,7 +387,7 @@ def summarize_degradations(clean: Optional[float],
     """
 
     def ratio(x):
-        return x / clean if clean else None
+        return relative_score(x, clean, lower_better)
 
     per_modality: Dict[str, List[float]] = {}
     per_degradation = {}

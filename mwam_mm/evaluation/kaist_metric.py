@@ -186,7 +186,10 @@ class KAISTMissRate(BaseMetric):
     ``kaist/MR_<setting>`` for each setting (``MR_reasonable``, ``MR_all`` by
     default) and, with ``day_night`` and frames of both kinds (sets 00-02 and
     06-08 by day, 03-05 and 09-11 by night), ``MR_<setting>_day`` and
-    ``MR_<setting>_night``. A setting without any regular box gives nan.
+    ``MR_<setting>_night``. A setting without any regular box gives nan. Lower
+    is better: the robustness summaries (collapse rate, fractions of a
+    reference, robustness scores) read these keys the other way round
+    (:func:`mwam_mm.evaluation.lower_is_better`).
 
     Ground truth comes from each data sample's ``kaist_objects`` (set by
     :class:`mwam_mm.datasets.KAISTDataset`; add ``'kaist_objects'`` to the test

@@ -20,7 +20,10 @@ Scores per subset, their mean ("average") and the performance collapse rate:
 For RGB-T the proper subsets are RGB-only and thermal-only, so PCR is the mean
 relative drop, in percent, when one camera is missing (0 = no drop; 100 = total
 collapse; negative when a single modality does better than both). It is undefined
-(reported as null) when the full-modality score is 0.
+(reported as null) when the full-modality score is 0. For a metric whose lower
+values are better (a miss rate, :func:`~mwam_mm.evaluation.lower_is_better`) it is
+the mean relative rise, ``(score(S) - score(all)) / score(all) * 100``: positive
+when a camera's loss hurts, either way.
 
 :func:`evaluate_robustness` adds, from the same test runs, scores per named split
 of the test samples (day / night where the dataset lists them, see
@@ -41,6 +44,7 @@ from ..modality import LayoutLike, ModalityLayout
 from ..presence import MISSING_KEY
 from .degradations import degradation_pipeline, loader_index, summarize_degradations
 from .splits import find_day_night_splits, wrap_evaluator
+from .statistics import lower_is_better
 
 Subset = Tuple[str, ...]
 Log = Callable[[str], None]
@@ -142,16 +146,24 @@ def blanking_pipeline(pipeline: List[dict],
     return pipeline
 
 
-def collapse_rate(scores: Dict[str, float], subsets: Sequence[str]) -> Optional[float]:
+def collapse_rate(scores: Dict[str, float],
+                  subsets: Sequence[str],
+                  lower_better: bool = False) -> Optional[float]:
     """PCR (%): the mean relative drop of the scores of ``subsets[1:]`` from that
-    of ``subsets[0]`` (the full set); None when that is 0 or alone."""
+    of ``subsets[0]`` (the full set), or with ``lower_better`` (a miss rate) their
+    mean relative rise; None when that is 0 or alone."""
     full = scores[subsets[0]]
-    drops = [(full - scores[s]) / full * 100 for s in subsets[1:]] if full else []
+    sign = -1.0 if lower_better else 1.0
+    drops = [sign * (full - scores[s]) / full * 100
+             for s in subsets[1:]] if full else []
     return sum(drops) / len(drops) if drops else None
 
 
-def summarize(scores: Dict[str, float], layout: ModalityLayout) -> dict:
-    """Mean and collapse rate of ``{subset name: score}`` (every subset present)."""
+def summarize(scores: Dict[str, float],
+              layout: ModalityLayout,
+              lower_better: bool = False) -> dict:
+    """Mean and collapse rate of ``{subset name: score}`` (every subset present;
+    ``lower_better`` for a miss rate, :func:`collapse_rate`)."""
     subsets = [subset_name(s) for s in layout.non_empty_subsets()]
     missing = [s for s in subsets if s not in scores]
     if missing:
@@ -160,7 +172,7 @@ def summarize(scores: Dict[str, float], layout: ModalityLayout) -> dict:
         scores={s: scores[s]
                 for s in subsets},
         mean=sum(scores[s] for s in subsets) / len(subsets),
-        collapse_rate=collapse_rate(scores, subsets))
+        collapse_rate=collapse_rate(scores, subsets, lower_better))
 
 
 # --------------------------------------------------------------------------------
@@ -413,6 +425,7 @@ def _evaluate(test: _TestRunner, layout: ModalityLayout, fill: str,
             say('testing the clean images')
             shared = test(lambda p: p)  # the runner tests a copy
         clean, clean_split = shared
+        lower_better = lower_is_better(test.metric)
         scores = {}
         split_scores = {s: {} for s in test.splits}
         for name, modality, severity in degradations:
@@ -427,13 +440,14 @@ def _evaluate(test: _TestRunner, layout: ModalityLayout, fill: str,
         out['degradations'] = dict(
             clean=clean,
             scores=scores,
-            summary=summarize_degradations(clean, scores),
+            summary=summarize_degradations(clean, scores, lower_better),
             splits={
                 s:
                 dict(
                     clean=clean_split.get(s),
                     scores=split_scores[s],
-                    summary=summarize_degradations(clean_split.get(s), split_scores[s]))
+                    summary=summarize_degradations(
+                        clean_split.get(s), split_scores[s], lower_better))
                 for s in test.splits if s in clean_split
             })
     return out

@@ -8,6 +8,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 from .robustness import check_scenarios
+from .statistics import lower_is_better
 
 
 def _summary_cells(summary: dict, subsets: Sequence[str]) -> List[str]:
@@ -186,6 +187,14 @@ def degradation_chart(degradations: Dict[str, dict], metric: str, path: str) -> 
     return path
 
 
+# the legend's line for a miss rate: its summaries read the other way round
+LOWER_IS_BETTER_NOTE = (
+    '`{metric}` is a miss rate: lower is better. PCR is then the mean relative '
+    'rise (%) of the single-modality rates over the full-modality one (positive: '
+    'worse, as for mAP), and a robustness score (rPC) the clean rate as a share of '
+    'the degraded one (below 100 %: worse, as for mAP).\n')
+
+
 def write_report(results: Dict[str, Dict[str, dict]],
                  metric: str,
                  out_dir: str,
@@ -231,6 +240,8 @@ def write_report(results: Dict[str, Dict[str, dict]],
                     'frames and the model is not told; `missing`: the model is told '
                     '(missing_modalities).\nPCR: mean relative drop (%) of the '
                     'single-modality scores from the full-modality score.\n')
+    if lower_is_better(metric):
+        text.append(LOWER_IS_BETTER_NOTE.format(metric=metric))
     splits = {s: per for s, per in (splits or {}).items() if any(per.values())}
     if splits:
         text.append('## Per split of the test samples\n\n'

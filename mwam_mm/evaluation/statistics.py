@@ -11,12 +11,43 @@ score when
 there is no standard error and nothing is marked). Runs paired by seed (same
 data order and initialisation) are compared by the mean of the per-seed
 differences and its 95 % t interval (:func:`paired_difference`).
+
+Summaries that say "better" or "worse" (a score as a share of a reference's, a
+collapse rate, a training curve's gain) read a metric's direction from its key
+(:func:`lower_is_better`): a miss rate improves as it falls.
 """
 import math
 import statistics
 from typing import Optional, Sequence
 
-__all__ = ['seed_statistics', 'compare', 'fraction_of_ceiling', 'paired_difference']
+__all__ = [
+    'seed_statistics', 'compare', 'fraction_of_ceiling', 'paired_difference',
+    'lower_is_better', 'relative_score'
+]
+
+# the names (after the last '/') of the metrics whose lower values are better:
+# KAISTMissRate's log-average miss rates, ``kaist/MR_<setting>[_day|_night]``
+LOWER_IS_BETTER_PREFIXES = ('MR_', )
+
+
+def lower_is_better(metric: Optional[str]) -> bool:
+    """Whether a lower value of the test metric ``metric`` (its key as the
+    evaluator reports it, prefix included, e.g. ``'kaist/MR_all'``) is better:
+    a miss rate (:data:`LOWER_IS_BETTER_PREFIXES`). mAP and mIoU are not."""
+    return str(metric or '').rsplit('/', 1)[-1].startswith(LOWER_IS_BETTER_PREFIXES)
+
+
+def relative_score(score: Optional[float],
+                   reference: Optional[float],
+                   lower_better: bool = False) -> Optional[float]:
+    """``score`` as a share of ``reference``, above 1 where it is better:
+    ``score / reference``, or ``reference / score`` for a metric whose lower
+    values are better (a miss rate); None when either is None or the divisor
+    is 0."""
+    if score is None or reference is None:
+        return None
+    num, den = (reference, score) if lower_better else (score, reference)
+    return num / den if den else None
 
 
 def seed_statistics(values: Sequence[Optional[float]]) -> dict:
@@ -49,11 +80,14 @@ def compare(stats: dict, base: dict) -> Optional[dict]:
     return dict(diff=diff, threshold=threshold, marked=abs(diff) > threshold)
 
 
-def fraction_of_ceiling(stats: dict, ceiling: Optional[dict]) -> Optional[float]:
-    """The ratio of the mean score to the ceiling's mean (None without one)."""
-    if ceiling is None or stats.get('mean') is None or not ceiling.get('mean'):
+def fraction_of_ceiling(stats: dict,
+                        ceiling: Optional[dict],
+                        lower_better: bool = False) -> Optional[float]:
+    """The mean score as a share of the ceiling's mean, above 1 where it is
+    better (:func:`relative_score`; None without a ceiling)."""
+    if ceiling is None:
         return None
-    return stats['mean'] / ceiling['mean']
+    return relative_score(stats.get('mean'), ceiling.get('mean'), lower_better)
 
 
 # two-sided 95 % quantiles of Student's t, by degrees of freedom

@@ -225,3 +225,7 @@ def test_robustness_score_per_modality():
         dict(mean=0.5, relative=0.625))
     assert out['degradations']['blur']['rgb']['mean'] == pytest.approx(0.5)
     assert summarize_degradations(0.0, scores)['modalities']['rgb']['rPC'] is None
+    # the same numbers as miss rates: the clean rate as a share of the degraded
+    rates = summarize_degradations(0.25, scores, lower_better=True)
+    assert rates['modalities']['rgb']['rPC'] == pytest.approx(0.25 / 0.5)
+    assert rates['degradations']['noise']['rgb']['relative'] == pytest.approx(0.5)

@@ -28,6 +28,11 @@ def test_mean_and_collapse_rate():
     }, LAYOUT)['collapse_rate'] is None
     with pytest.raises(KeyError, match='missing for subsets'):
         summarize({'rgb+thermal': 0.8}, LAYOUT)
+    # a miss rate: the mean relative rise, ((0.4-0.2)/0.2 + (0.3-0.2)/0.2) / 2
+    rates = {'rgb+thermal': 0.2, 'rgb': 0.4, 'thermal': 0.3}
+    assert summarize(rates, LAYOUT, lower_better=True)['collapse_rate'] == \
+        pytest.approx(75.0)
+    assert summarize(rates, LAYOUT)['collapse_rate'] == pytest.approx(-75.0)
 
 
 def test_blanking_pipeline_inserts_after_loading():

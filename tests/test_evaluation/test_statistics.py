@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from mwam_mm.evaluation import (compare, fraction_of_ceiling, paired_difference,
-                                seed_statistics)
+from mwam_mm.evaluation import (compare, fraction_of_ceiling, lower_is_better,
+                                paired_difference, relative_score, seed_statistics)
 from mwam_mm.evaluation.statistics import t95
 
 
@@ -30,6 +30,20 @@ def test_seed_statistics_and_two_standard_error_marks():
         diff=pytest.approx(-0.2), threshold=None, marked=None)
     assert fraction_of_ceiling(dict(mean=0.3), dict(mean=0.6)) == 0.5
     assert fraction_of_ceiling(dict(mean=0.3), dict(mean=0.0)) is None
+
+
+def test_a_miss_rate_is_better_lower_and_its_relative_scores_say_so():
+    for key in ('kaist/MR_all', 'kaist/MR_reasonable_night', 'MR_all'):
+        assert lower_is_better(key), key
+    for key in ('coco/bbox_mAP', 'pascal_voc/mAP', 'mIoU', 'mAcc', None, ''):
+        assert not lower_is_better(key), key
+    assert relative_score(0.3, 0.6) == 0.5
+    assert relative_score(0.3, 0.6, lower_better=True) == 2.0  # half the misses
+    assert relative_score(0.0, 0.6, lower_better=True) is None
+    assert relative_score(None, 0.6) is None and relative_score(0.3, None) is None
+    assert fraction_of_ceiling(
+        dict(mean=0.4), dict(mean=0.2), lower_better=True) == pytest.approx(0.5)
+    assert fraction_of_ceiling(dict(mean=0.4), None, lower_better=True) is None
 
 
 def test_paired_difference_and_its_t_interval():
