@@ -4,16 +4,31 @@ import math
 from typing import Optional, Tuple
 
 
-def _clip_schedulers(cfg, length: int, by_epoch: bool) -> None:
-    """Parameter schedulers of the loop's unit end at ``length`` at the latest
-    (a cosine's ``T_max`` follows its span); milestones are not rescaled."""
+def _fit_schedulers(cfg, length: int, old_length: int, by_epoch: bool) -> None:
+    """Parameter schedulers of the loop's unit fitted to a training of
+    ``length`` instead of ``old_length``. Shorter: each ends at ``length`` at the
+    latest (a cosine's ``T_max`` follows its span; milestones are kept). Longer:
+    a scheduler that ran to the old end is stretched to the new one (its
+    ``end`` and a cosine's ``T_max``; a step schedule's milestones scaled by
+    ``length / old_length``), so that a longer run is the same schedule, longer,
+    rather than ``old_length`` of it and the rest at its final rate."""
     schedulers = cfg.get('param_scheduler') or []
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
     for scheduler in schedulers:
         if bool(scheduler.get('by_epoch', True)) != by_epoch:
             continue
-        if scheduler.get('end', math.inf) > length:
+        end = scheduler.get('end', math.inf)
+        if length > old_length and end >= old_length:
+            if end != math.inf:
+                scheduler['end'] = length
+            if 'T_max' in scheduler:
+                scheduler['T_max'] = length - scheduler.get('begin', 0)
+            if 'milestones' in scheduler:
+                scheduler['milestones'] = [
+                    round(m * length / old_length) for m in scheduler['milestones']
+                ]
+        elif end > length:
             scheduler['end'] = length
             if 'T_max' in scheduler:
                 scheduler['T_max'] = length - scheduler.get('begin', 0)
@@ -46,14 +61,16 @@ def apply_schedule(cfg,
 
     - ``epochs`` (a config with ``train_cfg.max_epochs``): that many epochs;
       schedulers by epoch end there at the latest (a cosine's ``T_max`` follows;
-      milestones are kept), checkpoints by epoch every ``epochs``.
+      milestones are kept), or, for a longer training, those that ran to the
+      config's end are stretched to the new one (milestones scaled);
+      checkpoints by epoch every ``epochs``.
     - ``max_iters`` on an epoch-based config (smoke runs): an
       ``IterBasedTrainLoop`` of that many iterations, no parameter schedulers, a
       checkpoint at the end, no data worker processes, the method hooks'
       schedules made to act within it (:func:`hook_within_iters`; the demo's
       smoke mode).
     - ``max_iters`` on an iteration-based config (``train_cfg.max_iters``): that
-      many iterations; schedulers by iteration end there at the latest.
+      many iterations; schedulers by iteration fitted as for ``epochs``.
     - ``skip_validation``: no validation during training (the benchmark tests
       by itself afterwards).
 
@@ -75,8 +92,9 @@ def apply_schedule(cfg,
             raise ValueError(
                 f'the config trains by iterations (train_cfg={dict(train_cfg)}); '
                 'give max_iters instead of epochs')
+        old_epochs = train_cfg.max_epochs
         train_cfg.max_epochs = epochs
-        _clip_schedulers(cfg, epochs, by_epoch=True)
+        _fit_schedulers(cfg, epochs, old_epochs, by_epoch=True)
         if checkpoint is not None and checkpoint.get('by_epoch', True):
             checkpoint['interval'] = epochs
     elif max_iters is not None and by_epoch:
@@ -94,8 +112,9 @@ def apply_schedule(cfg,
         ]
         return cfg
     elif max_iters is not None:
+        old_iters = train_cfg.max_iters
         train_cfg.max_iters = max_iters
-        _clip_schedulers(cfg, max_iters, by_epoch=False)
+        _fit_schedulers(cfg, max_iters, old_iters, by_epoch=False)
         if checkpoint is not None and not checkpoint.get('by_epoch', True):
             checkpoint['interval'] = max_iters
     if skip_validation:

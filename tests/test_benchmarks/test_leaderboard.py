@@ -114,6 +114,23 @@ def test_schedule_changes():
     assert linear.end == 100 and not linear.by_epoch  # by iteration: kept
     assert (cosine.T_max, cosine.end) == (3, 3)
     assert cfg.default_hooks.checkpoint.interval == 3
+    # longer than the config's 12 epochs (a reference's --reference-epochs): the
+    # cosine is stretched over 48, not left at its floor after epoch 12
+    cfg = Config.fromfile(lb.SYNTHETIC_CONFIG)
+    lb.apply_schedule(cfg, epochs=48)
+    linear, cosine = cfg.param_scheduler
+    assert (cosine.T_max, cosine.end) == (48, 48) and linear.end == 100
+    step = Config(
+        dict(
+            train_cfg=dict(max_epochs=12),
+            param_scheduler=[
+                dict(type='LinearLR', by_epoch=True, begin=0, end=2),
+                dict(type='MultiStepLR', by_epoch=True, end=12, milestones=[8, 11])
+            ]))
+    lb.apply_schedule(step, epochs=24)
+    warmup, steps = step.param_scheduler
+    assert warmup.end == 2  # ends before the old end: kept
+    assert (steps.end, steps.milestones) == (24, [16, 22])
 
     cfg = Config.fromfile(lb.SYNTHETIC_CONFIG)
     lb.apply_schedule(cfg, max_iters=5)  # the smoke mode
@@ -145,6 +162,10 @@ def test_schedule_changes():
     lb.apply_schedule(seg, max_iters=100)
     assert seg.train_cfg.max_iters == 100 and seg.train_cfg.val_interval == 101
     assert all(s.end <= 100 for s in seg.param_scheduler if not s.by_epoch)
+    longer = Config.fromfile(SEG)
+    iters = longer.train_cfg.max_iters
+    lb.apply_schedule(longer, max_iters=2 * iters)
+    assert max(s.end for s in longer.param_scheduler if not s.by_epoch) == 2 * iters
     with pytest.raises(ValueError, match='not both'):
         lb.apply_schedule(seg, epochs=1, max_iters=1)
     with pytest.raises(ValueError, match='positive integer'):
