@@ -384,6 +384,33 @@ def run(variant, seed, scores, ceiling=None, splits=None, degradations=None):
         train_seconds=1.0)
 
 
+def test_a_miss_rate_board_reads_its_fractions_and_collapse_the_other_way():
+
+    def rate(variant, seed, scores, ceiling=None):
+        return dict(
+            run(variant, seed, dict(missing=scores), ceiling), metric='kaist/MR_all')
+
+    fused = {'rgb+thermal': 0.2, 'rgb': 0.4, 'thermal': 0.3}
+    runs = {
+        'baseline': [rate('baseline', s, fused) for s in (0, 1)],
+        'unimodal-rgb': [rate('unimodal-rgb', s, {'rgb': 0.5}, 'rgb') for s in (0, 1)],
+        'unimodal-thermal':
+        [rate('unimodal-thermal', s, {'thermal': 0.24}, 'thermal') for s in (0, 1)]
+    }
+    board = lb.aggregate(runs)
+    stats = board['variants']['baseline']['scenarios']['missing']
+    # the mean relative rise of the rates: (0.4/0.2 - 1 + 0.3/0.2 - 1) / 2 = 75 %
+    assert stats['collapse_rate']['mean'] == pytest.approx(75.0)
+    # RGB-only misses fewer than its ceiling (0.4 < 0.5): better, above 1
+    assert stats['fraction_of_ceiling']['rgb'] == pytest.approx(0.5 / 0.4)
+    assert stats['fraction_of_ceiling']['thermal'] == pytest.approx(0.24 / 0.3)
+    text = lb.leaderboard_markdown(board)
+    assert '`kaist/MR_all` is a miss rate: lower is better' in text
+    assert '| above | 80 |' in text
+    assert 'is a miss rate' not in lb.leaderboard_markdown(
+        lb.aggregate({'baseline': [run('baseline', 0, dict(missing=fused))]}))
+
+
 def both(full, rgb, thermal, missing_rgb=None):
     return dict(
         blank={
