@@ -6,6 +6,7 @@ mmengine's Runner with DDP, each rank with its own data and its own fixed
 modality scores, and saves ``OUT/rank<RANK>.pth``: the final parameters and the
 logged ``ogm_k_<m>``, ``ogm_rho`` of each run.
 """
+import gc
 import os
 import os.path as osp
 import sys
@@ -82,7 +83,14 @@ def main(rank: int, world: int, port: str, out: str) -> None:
             k_thermal=history(runner, 'train/ogm_k_thermal'),
             rho=history(runner, 'train/ogm_rho'),
             indices=[int(i) for i in runner.train_dataloader.sampler])
+        # A Runner sits in reference cycles, so only the collector frees it and
+        # its DDP reducer, which holds the process group. Left to interpreter
+        # shutdown, gloo's teardown can abort the process ('terminate called
+        # without an active exception', rc -6: seen once in CI).
+        del runner, model
+        gc.collect()
     torch.save(saved, osp.join(out, f'rank{rank}.pth'))
+    torch_dist.barrier()
     torch_dist.destroy_process_group()
 
 
