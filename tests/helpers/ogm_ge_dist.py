@@ -96,3 +96,9 @@ def main(rank: int, world: int, port: str, out: str) -> None:
 
 if __name__ == '__main__':
     main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    # Everything the test reads is saved and the group destroyed: skip the
+    # interpreter's and C++'s static teardown, where gloo's threads still
+    # aborted 1 run in ~120 here after the cleanup above (pytorch/gloo#155).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
