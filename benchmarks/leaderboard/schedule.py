@@ -19,19 +19,17 @@ def _fit_schedulers(cfg, length: int, old_length: int, by_epoch: bool) -> None:
         if bool(scheduler.get('by_epoch', True)) != by_epoch:
             continue
         end = scheduler.get('end', math.inf)
-        if length > old_length and end >= old_length:
-            if end != math.inf:
-                scheduler['end'] = length
-            if 'T_max' in scheduler:
-                scheduler['T_max'] = length - scheduler.get('begin', 0)
-            if 'milestones' in scheduler:
-                scheduler['milestones'] = [
-                    round(m * length / old_length) for m in scheduler['milestones']
-                ]
-        elif end > length:
+        stretch = length > old_length and end >= old_length
+        if not stretch and end <= length:
+            continue
+        if end != math.inf or not stretch:
             scheduler['end'] = length
-            if 'T_max' in scheduler:
-                scheduler['T_max'] = length - scheduler.get('begin', 0)
+        if 'T_max' in scheduler:
+            scheduler['T_max'] = length - scheduler.get('begin', 0)
+        if stretch and 'milestones' in scheduler:
+            scheduler['milestones'] = [
+                round(m * length / old_length) for m in scheduler['milestones']
+            ]
 
 
 def hook_within_iters(hook: dict, iters: int) -> dict:

@@ -83,10 +83,8 @@ def main(rank: int, world: int, port: str, out: str) -> None:
             k_thermal=history(runner, 'train/ogm_k_thermal'),
             rho=history(runner, 'train/ogm_rho'),
             indices=[int(i) for i in runner.train_dataloader.sampler])
-        # A Runner sits in reference cycles, so only the collector frees it and
-        # its DDP reducer, which holds the process group. Left to interpreter
-        # shutdown, gloo's teardown can abort the process ('terminate called
-        # without an active exception', rc -6: seen once in CI).
+        # free the runner (in reference cycles) and its DDP reducer, which holds
+        # the process group, before the group is destroyed
         del runner, model
         gc.collect()
     torch.save(saved, osp.join(out, f'rank{rank}.pth'))

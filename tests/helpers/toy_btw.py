@@ -6,7 +6,6 @@ depend only on the sample and on ``version``, the number of training forwards th
 model has run (a buffer, so it is saved in checkpoints). A test can therefore
 compute BTW's weights by hand for every refresh.
 """
-import gc
 import os
 import os.path as osp
 
@@ -229,9 +228,5 @@ def dist_worker(rank, world_size, port, work_dir, epochs, length, batch_size):
                 seen=model.seen,
                 calls=model.prediction_calls,
                 params=params), osp.join(work_dir, f'rank{rank}.pth'))
-        # as in tests/helpers/ogm_ge_dist.py: free the runner's DDP reducer (and
-        # its hold on the process group) before shutdown, not during it
-        del runner, hook, model
-        gc.collect()
     finally:
         torch_dist.destroy_process_group()
